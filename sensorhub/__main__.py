@@ -1,0 +1,7 @@
+"""``python -m sensorhub``: the same as the ``sensorhub`` command."""
+
+import sys
+
+from sensorhub.cli import main
+
+sys.exit(main())
