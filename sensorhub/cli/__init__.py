@@ -1,0 +1,57 @@
+"""The ``sensorhub`` command: one CLI for everything users do."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+from firmware_protocol import FirmwareProtocolError
+from sensorhub import __version__
+from sensorhub.cli import demo, emulate
+
+Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the parser for every sub-command."""
+    parser = argparse.ArgumentParser(
+        prog="sensorhub",
+        description="Bluetooth LE motion sensors for barbell training.",
+    )
+    parser.add_argument("--version", action="version", version=f"sensorhub {__version__}")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)"
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in (demo, emulate):
+        module.add_parser(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)],
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if args.verbose < 2:
+        # Bumble logs every dropped advertisement at INFO; keep it for -vv.
+        logging.getLogger("bumble").setLevel(logging.WARNING)
+    run: Command = args.run
+    try:
+        return asyncio.run(run(args))
+    except KeyboardInterrupt:
+        return 130
+    except (FirmwareProtocolError, OSError) as exc:
+        print(f"sensorhub: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

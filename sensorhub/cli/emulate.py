@@ -1,0 +1,103 @@
+"""``sensorhub emulate``: virtual sensors that hubs in other processes reach over HCI."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from firmware_protocol.virtual.emulator import Emulator
+from firmware_protocol.virtual.scenario import Scenario
+
+
+def add_parser(commands: Any) -> None:
+    """Add the sub-command to the CLI."""
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "emulate",
+        help="run virtual sensors on a virtual radio",
+        description=(
+            "Run virtual sensors playing a scenario. Hubs reach them over HCI-over-TCP, "
+            "e.g. `sensorhub scan --ble tcp-client:127.0.0.1:7001`; each hub that connects "
+            "gets a radio of its own on the shared virtual link."
+        ),
+    )
+    parser.add_argument(
+        "--hci",
+        default="tcp-server:127.0.0.1:7001",
+        help="where hubs reach the radio (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--scenario",
+        default="hip_thrust",
+        help=f"a preset ({', '.join(Scenario.presets())}) or a scenario TOML file",
+    )
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=0.0,
+        help="seconds to run, then exit (default: until interrupted)",
+    )
+    parser.add_argument("--seed", type=int, default=1, help="sensor identities and noise")
+    parser.add_argument("--truth", type=Path, help="write the ground truth here (JSON Lines)")
+    parser.add_argument(
+        "--bar-velocity",
+        action="store_true",
+        help="add a bar-velocity (position transducer) sensor on the bar",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no status lines")
+    parser.set_defaults(run=run)
+
+
+async def run(args: argparse.Namespace) -> int:
+    """Run the emulator until the duration ends or a signal arrives."""
+    scenario = Scenario.from_name_or_path(args.scenario)
+    emulator = Emulator(scenario, seed=args.seed, bar_velocity=args.bar_velocity)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with emulator, emulator.radio.serve_hci(args.hci) as server:
+        if args.truth:
+            emulator.write_truth(args.truth)
+        say = (lambda *_: None) if args.quiet else _printer()
+        say(f"virtual radio listening on tcp-client:{server.host}:{server.port}")
+        say(f"scenario {scenario.name!r} ({scenario.exercise}), seed {args.seed}")
+        for sensor in emulator.describe():
+            address, name, kind = sensor["address"], sensor["name"], sensor["kind"]
+            say(f"  {address}  {name:<12} {kind:<12} on {sensor['body']}")
+        if args.truth:
+            say(f"ground truth written to {args.truth}")
+        await _wait(stop, args.duration, emulator, say)
+    return 0
+
+
+def _printer() -> Any:
+    def say(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    return say
+
+
+async def _wait(stop: asyncio.Event, duration: float, emulator: Emulator, say: Any) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + duration if duration > 0 else None
+    last_report = loop.time()
+    while not stop.is_set():
+        timeout = 1.0 if deadline is None else min(1.0, deadline - loop.time())
+        if timeout <= 0:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout)
+        if loop.time() - last_report >= 10:
+            last_report = loop.time()
+            parts = []
+            for sensor in emulator.sensors:
+                counters = sensor.firmware.counters
+                state = "connected" if sensor.firmware.connected else "advertising"
+                name = sensor.firmware.profile.display_name
+                parts.append(f"{name}: {state}, {counters.frames_sent} frames")
+            say("; ".join(parts))
