@@ -127,6 +127,8 @@ class SensorCounters:
     command_errors: int = 0
     commands_dropped: int = 0
     connections: int = 0
+    pairings: int = 0
+    """Bonds made (a reconnect that reuses a bond makes none)."""
 
 
 class Fault(enum.Enum):
@@ -428,6 +430,7 @@ class VirtualSensor:
 
     def _on_paired(self) -> None:
         self._bonded = True
+        self.counters.pairings += 1
 
     def _encrypted_connection(self) -> Connection | None:
         connection = self._connection
@@ -668,7 +671,9 @@ class VirtualSensor:
                     )
                 self._clipping = False
             advertisement = self._advertisement()
-            if advertisement != last_advertised and self._connection is None:
+            stale = advertisement != last_advertised or not self.device.is_advertising
+            if stale and self._connection is None:
+                # Also the safety net: a sensor nobody is connected to always advertises.
                 last_advertised = advertisement
                 with contextlib.suppress(Exception):
                     await self._advertise()

@@ -15,7 +15,7 @@ import logging
 import secrets
 from dataclasses import dataclass, field
 
-from bumble import keys
+from bumble import hci, keys
 from bumble.controller import Controller
 from bumble.device import Device, DeviceConfiguration
 from bumble.hci import Address
@@ -28,6 +28,41 @@ from firmware_protocol._errors import FirmwareProtocolError
 log = logging.getLogger(__name__)
 
 
+class VirtualController(Controller):
+    """Bumble's virtual controller, with LE Create Connection Cancel done as the spec says.
+
+    Bumble's controller acknowledges the cancel but keeps the pending connection, so a
+    hub that gave up on an absent sensor would be connected to it whenever it came back
+    (and could make no other connection meanwhile). Core Spec Vol 4, Part E, 7.8.13: the
+    pending connection ends with an LE Connection Complete event, status 0x02.
+    """
+
+    def on_hci_le_create_connection_cancel_command(
+        self, command: hci.HCI_LE_Create_Connection_Cancel_Command
+    ) -> hci.HCI_StatusReturnParameters:
+        pending = self.pending_le_connection
+        result = super().on_hci_le_create_connection_cancel_command(command)
+        if pending is not None:
+            self.pending_le_connection = None
+            asyncio.get_running_loop().call_soon(self._report_cancelled, pending)
+        return result
+
+    def _report_cancelled(self, pending: hci.HCI_Command) -> None:
+        self.send_hci_packet(
+            hci.HCI_LE_Connection_Complete_Event(
+                status=hci.HCI_ErrorCode.UNKNOWN_CONNECTION_IDENTIFIER_ERROR,
+                connection_handle=0,
+                role=hci.Role.CENTRAL,
+                peer_address_type=pending.peer_address.address_type,  # type: ignore[attr-defined]
+                peer_address=pending.peer_address,  # type: ignore[attr-defined]
+                connection_interval=0,
+                peripheral_latency=0,
+                supervision_timeout=0,
+                central_clock_accuracy=0,
+            )
+        )
+
+
 class VirtualRadio:
     """An in-memory radio shared by virtual sensors and hubs."""
 
@@ -38,7 +73,7 @@ class VirtualRadio:
     def new_controller(self, name: str | None = None) -> Controller:
         """Add a controller to the link (no public address: devices use static random ones)."""
         self._count += 1
-        return Controller(name or f"controller-{self._count}", link=self.link)
+        return VirtualController(name or f"controller-{self._count}", link=self.link)
 
     def new_device(self, *, name: str, address: str) -> Device:
         """Return a powered-off device with its own controller and an in-memory bond store."""
