@@ -11,7 +11,8 @@ from typing import Any
 
 from firmware_protocol import FirmwareProtocolError
 from sensorhub import __version__
-from sensorhub.cli import demo, emulate
+from sensorhub.cli import demo, emulate, sensors
+from sensorhub.errors import SensorhubError
 
 Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in (demo, emulate):
         module.add_parser(commands)
+    sensors.add_parsers(commands)
     return parser
 
 
@@ -48,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(run(args))
     except KeyboardInterrupt:
         return 130
-    except (FirmwareProtocolError, OSError) as exc:
+    except (SensorhubError, FirmwareProtocolError, OSError) as exc:
         print(f"sensorhub: error: {exc}", file=sys.stderr)
         return 2
 

@@ -1,0 +1,396 @@
+"""One sensor link: connect, configure, sync clocks, stream, and survive every disconnect.
+
+A :class:`SensorLink` is an async context manager that keeps one registered sensor
+streaming for as long as it runs. Notifications go straight into a bounded queue
+(drop-oldest: the freshest data matters most to a live view; every drop is counted and
+shows up as an exact gap); :meth:`SensorLink.batches` decodes them, accounts for loss
+from sequence numbers and sensor timestamps, and stamps every sample with hub time.
+
+Reconnecting follows what Home Assistant's bleak-retry-connector learned: wait to hear
+the sensor advertise before connecting, back off by what went wrong (a sensor that is
+away is simply waited for; a failed attempt retries soon, then slower; a refused bond
+waits long and says to pair again), and never give up while the link is wanted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+from bleak import BleakClient
+from bleak.backends.device import BLEDevice
+from bleak.backends.scanner import AdvertisementData
+from bleak.exc import BleakError
+
+from firmware_protocol import (
+    BarDataFrame,
+    FirmwareProtocolError,
+    GetConfig,
+    ImuDataFrame,
+    SensorConfig,
+    SetConfig,
+    StartStreaming,
+    StatusFrame,
+    StopStreaming,
+    TimeSync,
+    TimeSyncResult,
+    decode,
+)
+from firmware_protocol import gatt as uuids
+from sensorhub.ble.accounting import FrameVerdict, StreamAccounting
+from sensorhub.ble.clock import SensorClock
+from sensorhub.ble.control import ControlPoint
+from sensorhub.ble.radio import Radio
+from sensorhub.errors import BluetoothError, SensorNotFoundError
+from sensorhub.registry import RegisteredSensor
+
+log = logging.getLogger(__name__)
+
+COMMAND_TIMEOUT_S: Final = 3.0
+CONNECT_TIMEOUT_S: Final = 10.0
+TIME_SYNC_INTERVAL_S: Final = 5.0
+SILENCE_TIMEOUT_S: Final = 3.0
+"""Streaming, but no data for this long: the sensor is stuck; drop the link and reconnect."""
+RAW_QUEUE_FRAMES: Final = 1024
+"""About 20 s of frames at 800 Hz: room for a slow consumer to catch up."""
+
+
+_RESTART_MARKER: Final = b""
+"""Queued where a fresh stream begins (no data frame is ever empty)."""
+CLOCK_FIT_WINDOW: Final = 64
+"""Time syncs the drift fit spans: about five minutes at one sync every 5 s."""
+
+
+class LinkState(enum.StrEnum):
+    """Where a link is in its life."""
+
+    SEARCHING = "searching"
+    CONNECTING = "connecting"
+    STREAMING = "streaming"
+    BACKING_OFF = "backing_off"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True, slots=True)
+class SensorBatch:
+    """Samples from one data frame, on the hub's clock.
+
+    ``t`` is hub time (s, monotonic) of each sample, shape (n,). IMU batches carry
+    ``accel`` (n, 3) m/s² and ``gyro`` (n, 3) rad/s in the sensor frame; bar-velocity
+    batches carry ``position`` (n,) m and ``velocity`` (n,) m/s.
+    """
+
+    address: str
+    t: npt.NDArray[np.float64]
+    accel: npt.NDArray[np.float64] | None = None
+    gyro: npt.NDArray[np.float64] | None = None
+    position: npt.NDArray[np.float64] | None = None
+    velocity: npt.NDArray[np.float64] | None = None
+    lost_before: int = 0
+    """Samples lost just before this batch (0 when it follows on exactly)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SensorStatus:
+    """A link's state, for status topics and views; sent on every change and every few seconds."""
+
+    address: str
+    role: str
+    athlete: str
+    state: LinkState
+    battery_pct: int | None
+    rssi: int | None
+    sample_rate_hz: float
+    frames_received: int
+    samples_received: int
+    frames_lost: int
+    samples_lost: int
+    frames_dropped_by_hub: int
+    corrupt_frames: int
+    reconnects: int
+    clock_drift_ppm: float | None
+    last_error: str | None
+
+
+@dataclass
+class _Backoff:
+    """Delay before the next attempt, by what went wrong (seconds)."""
+
+    attempt: int = 0
+    rng: random.Random = field(default_factory=random.Random)
+
+    def next(self, error: BaseException) -> float:
+        self.attempt += 1
+        text = str(error).lower()
+        if "insufficient" in text or "authentication" in text or "pair" in text:
+            return 30.0  # the sensor no longer knows our bond: only pairing again helps
+        base = min(10.0, 0.25 * float(2 ** min(self.attempt, 6)))
+        return base * self.rng.uniform(0.8, 1.2)
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+class SensorLink:
+    """Keeps one registered sensor connected and streaming; an async context manager."""
+
+    def __init__(
+        self,
+        radio: Radio,
+        sensor: RegisteredSensor,
+        *,
+        rate_hz: int = 200,
+        accel_range_g: int = 16,
+        gyro_range_dps: int = 2000,
+        on_status: Callable[[SensorStatus], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.radio = radio
+        self.sensor = sensor
+        self.address = sensor.address
+        self._wanted = SetConfig(0, rate_hz, accel_range_g, gyro_range_dps)
+        if sensor.kind == "bar_velocity":
+            self._wanted = SetConfig(0, min(rate_hz, 1000) if rate_hz >= 50 else 100, 0, 0)
+        self._on_status = on_status
+        self._clock = clock
+        self.state = LinkState.SEARCHING
+        self.accounting = StreamAccounting()
+        self.sensor_clock = SensorClock(window=CLOCK_FIT_WINDOW)
+        self.frames_dropped = 0
+        self.corrupt_frames = 0
+        self.reconnects = 0
+        self.battery_pct: int | None = None
+        self.rssi: int | None = None
+        self.last_error: str | None = None
+        self._raw: deque[bytes] = deque(maxlen=RAW_QUEUE_FRAMES)
+        self._raw_ready = asyncio.Event()
+        self._last_data_at = clock()
+        self._rate_window: deque[tuple[float, int]] = deque(maxlen=64)
+        self._runner: asyncio.Task[None] | None = None
+        self._backoff = _Backoff()
+
+    async def __aenter__(self) -> SensorLink:
+        self._runner = asyncio.create_task(self._run(), name=f"link {self.address}")
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._runner is not None:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._runner
+            self._runner = None
+        self._set_state(LinkState.STOPPED)
+        self._raw_ready.set()
+
+    # Status -----------------------------------------------------------------------------
+
+    def status(self) -> SensorStatus:
+        """The link's state now."""
+        window = self._rate_window
+        rate = 0.0
+        if len(window) >= 2 and window[-1][0] > window[0][0]:
+            rate = sum(n for _, n in list(window)[1:]) / (window[-1][0] - window[0][0])
+        counters = self.accounting
+        return SensorStatus(
+            address=self.address,
+            role=self.sensor.role,
+            athlete=self.sensor.athlete,
+            state=self.state,
+            battery_pct=self.battery_pct,
+            rssi=self.rssi,
+            sample_rate_hz=round(rate, 1),
+            frames_received=counters.frames_received,
+            samples_received=counters.samples_received,
+            frames_lost=counters.frames_lost,
+            samples_lost=counters.samples_lost,
+            frames_dropped_by_hub=self.frames_dropped,
+            corrupt_frames=self.corrupt_frames,
+            reconnects=self.reconnects,
+            clock_drift_ppm=self.sensor_clock.drift_ppm if self.sensor_clock.synced else None,
+            last_error=self.last_error,
+        )
+
+    def _set_state(self, state: LinkState) -> None:
+        if state is not self.state:
+            self.state = state
+            self._emit_status()
+
+    def _emit_status(self) -> None:
+        if self._on_status is not None:
+            self._on_status(self.status())
+
+    # Data -------------------------------------------------------------------------------
+
+    def _on_data(self, _characteristic: object, data: bytearray) -> None:
+        # The notification callback only queues: decoding and accounting happen in batches().
+        if len(self._raw) == self._raw.maxlen:
+            self.frames_dropped += 1  # drop-oldest: the deque pushes the oldest out
+        self._raw.append(bytes(data))
+        self._last_data_at = self._clock()
+        self._raw_ready.set()
+
+    async def batches(self) -> AsyncIterator[SensorBatch]:
+        """Yield every accepted data frame as hub-timed samples, until the link stops."""
+        while self.state is not LinkState.STOPPED:
+            if not self._raw:
+                self._raw_ready.clear()
+                await self._raw_ready.wait()
+                continue
+            data = self._raw.popleft()
+            if data is _RESTART_MARKER:
+                self.accounting.expect_restart()
+                continue
+            batch = self._decode(data)
+            if batch is not None:
+                yield batch
+
+    def _decode(self, data: bytes) -> SensorBatch | None:
+        try:
+            frame = decode(data)
+        except FirmwareProtocolError:
+            self.corrupt_frames += 1
+            return None
+        if not isinstance(frame, ImuDataFrame | BarDataFrame):
+            self.corrupt_frames += 1  # a data characteristic carries nothing else
+            return None
+        seen = self.accounting.observe(
+            frame.seq, frame.timestamp_us, frame.interval_us, frame.count
+        )
+        if seen.verdict in {FrameVerdict.DUPLICATE, FrameVerdict.LATE}:
+            return None
+        start_us = self.sensor_clock.unwrap(frame.timestamp_us)
+        t = self.sensor_clock.to_hub(start_us + frame.sample_offsets_us)
+        self._rate_window.append((float(t[-1]), frame.count))
+        if isinstance(frame, ImuDataFrame):
+            return SensorBatch(
+                self.address, t, accel=frame.accel, gyro=frame.gyro, lost_before=seen.lost_samples
+            )
+        return SensorBatch(
+            self.address,
+            t,
+            position=frame.position,
+            velocity=frame.velocity,
+            lost_before=seen.lost_samples,
+        )
+
+    # Connection loop --------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                device = await self._find()
+                await self._session(device)
+                self.last_error = "link lost"
+                delay = 0.0
+            except (BleakError, BluetoothError, TimeoutError, EOFError) as exc:
+                self.last_error = str(exc) or type(exc).__name__
+                delay = self._backoff.next(exc)
+                log.info("%s: %s; retrying in %.1f s", self.address, self.last_error, delay)
+            self.reconnects += 1
+            self._set_state(LinkState.BACKING_OFF)
+            await asyncio.sleep(delay)
+
+    async def _find(self) -> BLEDevice:
+        """Wait until the sensor advertises (it is away until then: no point connecting)."""
+        self._set_state(LinkState.SEARCHING)
+        found: asyncio.Future[BLEDevice] = asyncio.get_running_loop().create_future()
+        wanted = self.address.upper()
+
+        def on_advertisement(device: BLEDevice, advertisement: AdvertisementData) -> None:
+            if device.address.upper() == wanted and not found.done():
+                self.rssi = advertisement.rssi
+                found.set_result(device)
+
+        scanner = self.radio.scanner(on_advertisement)
+        await scanner.start()
+        try:
+            return await found
+        finally:
+            await scanner.stop()
+
+    async def _session(self, device: BLEDevice) -> None:
+        self._set_state(LinkState.CONNECTING)
+        disconnected = asyncio.Event()
+        client = self.radio.client(
+            device, disconnected_callback=lambda _c: disconnected.set(), timeout=CONNECT_TIMEOUT_S
+        )
+        async with self.radio.connect_lock:
+            try:
+                await client.connect()
+            except BleakError as exc:
+                raise SensorNotFoundError(f"{self.address}: {exc}") from exc
+        control = ControlPoint(client, self.address, clock=self._clock)
+        try:
+            await self._start_streaming(client, control)
+            self._backoff.reset()
+            self._set_state(LinkState.STREAMING)
+            await self._supervise(control, disconnected)
+        finally:
+            control.cancel_all()
+            with contextlib.suppress(BleakError, asyncio.CancelledError):
+                await client.disconnect()
+
+    async def _start_streaming(self, client: BleakClient, control: ControlPoint) -> None:
+        await control.start()
+        await client.start_notify(uuids.STATUS_CHAR_UUID, self._on_status_notification)
+        response = await control.send(GetConfig(0), timeout=COMMAND_TIMEOUT_S)
+        config = SensorConfig.decode(response.payload)
+        wanted = self._wanted
+        matches = (config.rate_hz, config.accel_range_g, config.gyro_range_dps) == (
+            wanted.rate_hz,
+            wanted.accel_range_g,
+            wanted.gyro_range_dps,
+        )
+        resume = config.streaming and matches
+        if config.streaming and not matches:
+            await control.send(StopStreaming(0), timeout=COMMAND_TIMEOUT_S)
+        if not matches:
+            await control.send(wanted, timeout=COMMAND_TIMEOUT_S)
+        for _ in range(3):
+            await self._time_sync(control)
+        status = StatusFrame.decode(bytes(await client.read_gatt_char(uuids.STATUS_CHAR_UUID)))
+        self.battery_pct = status.battery_pct
+        await client.start_notify(uuids.DATA_CHAR_UUID, self._on_data)
+        self._last_data_at = self._clock()
+        if not resume:
+            # A fresh stream: a jump in sensor time before its first frame is not loss.
+            # The marker goes through the frame queue, so frames of the old stream still
+            # waiting there are accounted for before it.
+            self._raw.append(_RESTART_MARKER)
+            await control.send(StartStreaming(0), timeout=COMMAND_TIMEOUT_S)
+
+    async def _supervise(self, control: ControlPoint, disconnected: asyncio.Event) -> None:
+        last_sync = self._clock()
+        while not disconnected.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await disconnected.wait()
+            now = self._clock()
+            if disconnected.is_set():
+                return
+            if now - self._last_data_at > SILENCE_TIMEOUT_S:
+                raise BluetoothError(f"{self.address} went silent; reconnecting")
+            if now - last_sync >= TIME_SYNC_INTERVAL_S:
+                await self._time_sync(control)
+                last_sync = now
+                self._emit_status()
+
+    def _on_status_notification(self, _characteristic: object, data: bytearray) -> None:
+        with contextlib.suppress(FirmwareProtocolError):
+            self.battery_pct = StatusFrame.decode(bytes(data)).battery_pct
+
+    async def _time_sync(self, control: ControlPoint) -> None:
+        sent = self._clock()
+        response = await control.send(TimeSync(0), timeout=COMMAND_TIMEOUT_S)
+        sensor_us = TimeSyncResult.decode(response.payload).sensor_time_us
+        self.sensor_clock.add_sync(sent, control.last_received_at, sensor_us)

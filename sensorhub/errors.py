@@ -1,0 +1,31 @@
+"""sensorhub's errors: one base, a few kinds, each saying whose fault it was."""
+
+from __future__ import annotations
+
+
+class SensorhubError(Exception):
+    """Base class of every error sensorhub raises on purpose."""
+
+
+class ConfigError(SensorhubError, ValueError):
+    """A setting or an argument that cannot work; the message names it and the fix."""
+
+
+class StateError(SensorhubError):
+    """The state directory (registry, bonds, sessions) cannot be read or written."""
+
+
+class BluetoothError(SensorhubError):
+    """The radio or a sensor did not do what was asked (wraps bleak's and Bumble's errors)."""
+
+
+class SensorNotFoundError(BluetoothError):
+    """No sensor answered at that address: out of range, off, or connected elsewhere."""
+
+
+class PairingError(BluetoothError):
+    """Bonding with a sensor failed or was refused."""
+
+
+class SensorCommandError(BluetoothError):
+    """A sensor answered a control-point command with an error status."""

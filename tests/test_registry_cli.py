@@ -1,0 +1,140 @@
+"""The sensor registry and the CLI that manages it, end to end in real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sensorhub.ble.link import SensorBatch
+from sensorhub.ble.radio import Radio
+from sensorhub.errors import ConfigError, StateError
+from sensorhub.hub import Hub
+from sensorhub.registry import RegisteredSensor, SensorRegistry
+from sensorhub.state import ENV_VAR, default_state_dir
+
+
+def sensorhub(*args: str, state: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sensorhub", *args, "--state-dir", str(state)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_registry_round_trip_and_damage_is_reported(tmp_path: Path) -> None:
+    registry = SensorRegistry(tmp_path / "sensors.json")
+    assert registry.load() == {}
+    entry = RegisteredSensor(address="f1:00:00:00:00:01", kind="imu", role="bar", athlete="Ada")
+    registry.put(entry)
+    assert registry.get("F1:00:00:00:00:01") is not None
+    assert registry.rename("F1:00:00:00:00:01", "red clip").label == "red clip"
+    with pytest.raises(ConfigError, match="no registered sensor"):
+        registry.forget("F1:00:00:00:00:99")
+    with pytest.raises(ConfigError, match="role"):
+        RegisteredSensor(address="x", kind="imu", role="knee", athlete="Ada")  # type: ignore[arg-type]
+    (tmp_path / "sensors.json").write_text('{"version": 1, "sensors": [{"address": 3}]}')
+    with pytest.raises(StateError, match="damaged"):
+        registry.load()
+
+
+def test_state_dir_follows_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENV_VAR, str(tmp_path / "elsewhere"))
+    assert default_state_dir() == tmp_path / "elsewhere"
+    monkeypatch.delenv(ENV_VAR)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert default_state_dir() == tmp_path / "xdg" / "sensorhub"
+
+
+def test_sensors_list_rename_forget(tmp_path: Path) -> None:
+    SensorRegistry(tmp_path / "sensors.json").put(
+        RegisteredSensor(address="F1:00:00:00:00:01", kind="imu", role="pelvis", athlete="Ada")
+    )
+    listed = json.loads(sensorhub("sensors", "list", "--json", state=tmp_path).stdout)
+    assert [(s["address"], s["role"], s["athlete"]) for s in listed] == [
+        ("F1:00:00:00:00:01", "pelvis", "Ada")
+    ]
+    renamed = sensorhub("sensors", "rename", "F1:00:00:00:00:01", "belt", state=tmp_path)
+    assert renamed.returncode == 0
+    assert json.loads(sensorhub("sensors", "list", "--json", state=tmp_path).stdout)[0]["name"] == (
+        "belt"
+    )
+    missing = sensorhub("sensors", "rename", "F1:00:00:00:00:02", "x", state=tmp_path)
+    assert missing.returncode == 2
+    assert "no registered sensor" in missing.stderr
+    forgot = sensorhub("sensors", "forget", "F1:00:00:00:00:01", "--ble", "virtual", state=tmp_path)
+    assert forgot.returncode == 0, forgot.stderr
+    assert json.loads(sensorhub("sensors", "list", "--json", state=tmp_path).stdout) == []
+
+
+def test_bad_ble_option_is_a_clear_error(tmp_path: Path) -> None:
+    result = sensorhub("scan", "--ble", "bluetooth-please", state=tmp_path)
+    assert result.returncode == 2
+    assert "tcp-client:" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+async def test_scan_pair_then_stream_across_processes(tmp_path: Path) -> None:
+    """emulate in one process; scan, pair (CLI) and a hub in others, over HCI-over-TCP."""
+    emulator = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "sensorhub",
+        "emulate",
+        "--hci",
+        "tcp-server:127.0.0.1:0",
+        "--seed",
+        "21",
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert emulator.stderr is not None
+    try:
+        async with asyncio.timeout(30):
+            pattern = re.compile(rb"tcp-client:127\.0\.0\.1:(\d+)")
+            while not (match := pattern.search(await emulator.stderr.readline())):
+                pass
+        ble = f"tcp-client:127.0.0.1:{int(match.group(1))}"
+
+        def run(*args: str) -> subprocess.CompletedProcess[str]:
+            return sensorhub(*args, "--ble", ble, state=tmp_path)
+
+        scanned = await asyncio.to_thread(run, "scan", "--json", "--duration", "1.5")
+        assert scanned.returncode == 0, scanned.stderr
+        sensors = json.loads(scanned.stdout)
+        assert len(sensors) == 2
+        assert all(s["kind"] == "imu" and not s["paired"] for s in sensors)
+        address = sensors[0]["address"]
+        paired = await asyncio.to_thread(run, "pair", address, "--role", "bar", "--athlete", "Ada")
+        assert paired.returncode == 0, paired.stderr
+        assert "blinking" in paired.stderr
+        rescanned = await asyncio.to_thread(run, "scan", "--json", "--duration", "1.5")
+        assert {s["address"]: s["paired"] for s in json.loads(rescanned.stdout)}[address] is True
+
+        # A hub in yet another process reuses the bond the pair command made.
+        samples = 0
+        enough = asyncio.Event()
+
+        def count(_sensor: object, batch: SensorBatch) -> None:
+            nonlocal samples
+            samples += len(batch.t)
+            if samples >= 200:
+                enough.set()
+
+        registry = SensorRegistry(tmp_path / "sensors.json")
+        async with Radio(ble, state_dir=tmp_path) as radio, Hub(radio, registry, on_batch=count):
+            async with asyncio.timeout(15):
+                await enough.wait()
+    finally:
+        emulator.send_signal(signal.SIGINT)
+        async with asyncio.timeout(10):
+            await emulator.wait()
