@@ -230,7 +230,12 @@ async def test_registry_changes_from_another_process_are_picked_up(
         Hub(radio, registry, on_batch=batches) as hub,
     ):
         await wait_for(lambda: batches.samples(bar.address) > 50, 10, "bar data")
+        # Bonded but not registered: never connected.
         assert pelvis.address not in hub.links
+        connections_before = pelvis.counters.connections
+        await asyncio.sleep(1.0)
+        assert pelvis.counters.connections == connections_before
+        assert not pelvis.connected
         # Another process (e.g. `sensorhub pair`) writes the registry file.
         SensorRegistry(registry.path).put(pelvis_entry)
         await wait_for(lambda: batches.samples(pelvis.address) > 0, 5, "pelvis picked up")

@@ -85,7 +85,8 @@ def add_parsers(commands: Any) -> None:
 
 def _sightings_table(found: dict[str, Sighting]) -> Table:
     table = Table(title="sensors nearby", expand=False)
-    for column in ("address", "name", "kind", "battery", "rssi", "pairing mode", "paired"):
+    table.add_column("address", no_wrap=True, min_width=17)  # people copy it whole
+    for column in ("name", "kind", "battery", "rssi", "pairing", "paired"):
         table.add_column(column)
     for sighting in sorted(found.values(), key=lambda s: -s.rssi):
         table.add_row(
@@ -150,7 +151,8 @@ async def run_list(args: argparse.Namespace) -> int:
         print("no sensors registered yet: `sensorhub scan`, then `sensorhub pair ADDRESS`")
         return 0
     table = Table(title="registered sensors")
-    for column in ("address", "name", "kind", "role", "athlete", "paired at"):
+    table.add_column("address", no_wrap=True, min_width=17)
+    for column in ("name", "kind", "role", "athlete", "paired at"):
         table.add_column(column)
     for sensor in sensors.values():
         table.add_row(

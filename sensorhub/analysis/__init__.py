@@ -1,0 +1,1 @@
+"""Analysis: orientation, pelvic tilt, bar velocity, reps and sets. Pure numpy, no I/O."""
