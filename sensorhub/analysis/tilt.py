@@ -1,0 +1,588 @@
+"""Pelvic tilt from a pelvis IMU clipped on in any orientation, and per-rep tilt metrics.
+
+Convention (shared with :mod:`firmware_protocol.virtual.motion`): tilt is the sagittal
+rotation of the pelvis segment about its mediolateral axis relative to the calibrated
+neutral pose, in degrees, POSITIVE = POSTERIOR. It is a global segment angle: in a hip
+thrust it includes the rotation that comes with hip extension, so a rep runs from some
+20-40° anterior at the bottom to about neutral at lockout.
+
+Method
+    1. Neutral window (the athlete holds the neutral bridge still): the mean gyroscope
+       reading there is the first gyroscope offset estimate; the mean accelerometer
+       reading primes the AHRS (:class:`OrientationTracker`, tuned by
+       :data:`TILT_FUSION`), whose quaternion over the window is the neutral ``q_n``.
+    2. Every sample: the AHRS quaternion ``q`` gives the up direction seen in the sensor
+       frame, ``u = conj(q) (0, 0, 1) q``; ``u_n`` is the same at neutral. A rotation of
+       the pelvis by ``phi`` about its mediolateral axis ``a`` (a sensor-frame vector)
+       turns ``u`` by ``-phi`` about ``a``, so
+       ``tilt = degrees(atan2(a · (u × u_n), u · u_n))``. Only the vertical is used:
+       heading, which drifts without a magnetometer, never enters. For a pelvis whose
+       mediolateral axis stays near horizontal (every phase of a hip thrust) this equals
+       the definition above to within hundredths of a degree.
+    3. The axis ``a`` is learned from the motion. Hip flexion and extension swing ``u``
+       along one great circle through ``u_n``; its normal is ``a``. Samples whose ``u``
+       lies 10-60° from ``u_n`` (a hip thrust's range; standing and walking sit near 90°
+       and are left out, turning about the vertical never moves ``u``) add the unit
+       direction of their deviation ``P u`` (``P`` projects out ``u_n``), weighted by
+       ``|P u|``, to a scatter matrix; its principal direction ``e`` is the direction of
+       the swing and ``a = u_n × e``. The sign: the big excursions of a hip thrust (the
+       bottom, sitting on the floor, standing) are hip flexion, the pelvis below the
+       extended bridge, i.e. anterior of neutral; ``e`` is oriented towards the mean
+       deviation, which makes tilt rise as the pelvis rises in the concentric. The axis
+       counts as learned once at least :data:`LEARN_MIN_S` seconds of such samples agree
+       on one plane (the settle from the calibration bridge down to the first set's
+       bottom usually suffices); from then on it is re-estimated with every sample from
+       everything seen so far. Until then tilt is NaN (no provisional axis).
+    4. Sensor offsets. A clip-on accelerometer's zero-g offset (tens of mg) tilts the
+       measured vertical differently in different poses, worth about 1.5° over a 30°
+       rep; the gyroscope offset biases the AHRS. Both are re-solved once per second of
+       samples from still poses (:class:`_SensorOffsets`): the neutral bridge, the bottom
+       between reps, the lockout holds, standing. ``|a - b| = g`` in every still pose
+       fixes the accelerometer offset ``b`` in exactly the sagittal directions the tilt
+       depends on. Both offsets are removed before the AHRS, and ``u_n`` is re-derived
+       from the window's mean accelerometer reading.
+
+Streaming and batch
+    :class:`TiltEstimator` holds all state explicitly and takes batches of any size;
+    :func:`estimate_tilt` runs it over a whole recording in one batch. Both give the same
+    numbers (to floating-point rounding: running sums add up in a different order):
+    there is no second pass, so samples before the axis is learned are NaN in both.
+
+Limitations
+    The sign rule assumes that the swing seen most is hip flexion below the bridge, as in
+    any hip thrust session; a recording of only posterior tucks past neutral would get
+    the sign wrong. The axis is learned from whatever 10-60° swing dominates: a session
+    of mostly other motion in that range (rolling on the floor, say) would mislead it.
+    Tilt of a pelvis whose mediolateral axis is far from horizontal (lying on one side)
+    is not the segment angle of the definition.
+
+Units: times s, accelerations m/s², angular rates rad/s inside; degrees only in the
+outputs meant for people (tilt traces and :class:`RepTilt`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Final, Literal
+
+import numpy as np
+
+from sensorhub.analysis.orientation import (
+    FloatArray,
+    FusionSettings,
+    G,
+    OrientationTracker,
+    quat_conjugate,
+    quat_multiply,
+    quat_rotate,
+)
+
+__all__ = [
+    "ANTERIOR_TILT_LIMIT_DEG",
+    "LARGE_RANGE_LIMIT_DEG",
+    "LEARN_MIN_S",
+    "TILT_FUSION",
+    "RepTilt",
+    "TiltCalibration",
+    "TiltEstimator",
+    "TiltVerdict",
+    "estimate_tilt",
+    "rep_tilt",
+]
+
+TiltVerdict = Literal["ok", "anterior_tilt", "large_range"]
+
+ANTERIOR_TILT_LIMIT_DEG: Final = 5.0
+"""A lockout more than this far anterior of neutral is flagged ``"anterior_tilt"``."""
+LARGE_RANGE_LIMIT_DEG: Final = 45.0
+"""A rep whose tilt spans more than this is flagged ``"large_range"``."""
+LEARN_MIN_S: Final = 0.5
+"""Seconds of hip-flexion-like samples needed before the mediolateral axis is trusted."""
+
+_LEARN_MIN_RAD: Final = math.radians(10.0)
+_LEARN_MAX_RAD: Final = math.radians(60.0)
+_PLANARITY_MAX: Final = 0.02  # second over first eigenvalue of the swing scatter
+_PRIME_S: Final = 3.0  # AHRS initialisation period, spent on the neutral mean
+_STILL_RATE: Final = 0.05  # rad/s (~3 °/s): below it the pelvis counts as still
+_STILL_ACCEL: Final = 1.0  # m/s²: a still sample reads g within this
+_STILL_BEFORE_S: Final = 0.3
+_STILL_AFTER_S: Final = 0.1
+_ACCEL_PRIOR_S: Final = 0.0625  # weight of the zero-offset prior, in seconds of still pose
+_OFFSET_UPDATE_S: Final = 1.0
+
+TILT_FUSION: Final = FusionSettings(gain=0.2, acceleration_rejection_deg=5.0)
+"""AHRS tuning for tilt: with the gyroscope offset removed the gyroscope is trusted more
+than the general default, and the accelerometer is ignored sooner, because the pelvis
+accelerates hard in a thrust (measured: about 0.1-0.2° lower tilt RMSE than the defaults)."""
+_MIN_WINDOW_SAMPLES: Final = 10
+_UP: Final = np.array([0.0, 0.0, 1.0])
+
+
+@dataclass(frozen=True, slots=True)
+class TiltCalibration:
+    """The neutral orientation and the learned mediolateral axis of one clipped-on sensor.
+
+    ``neutral`` (4,) is the AHRS quaternion (w, x, y, z, sensor→earth) in the neutral
+    pose; only its vertical matters, so the AHRS's arbitrary heading is harmless.
+    ``axis_sensor`` (3,) is the unit mediolateral axis in the sensor frame, signed so that
+    a positive rotation about it is posterior tilt; ``None`` until learned.
+    """
+
+    neutral: FloatArray
+    axis_sensor: FloatArray | None
+
+    def __post_init__(self) -> None:
+        q = np.asarray(self.neutral, dtype=np.float64)
+        if q.shape != (4,) or not np.all(np.isfinite(q)) or abs(np.linalg.norm(q) - 1) > 1e-3:
+            raise ValueError(
+                f"neutral must be a unit quaternion (w, x, y, z), got {self.neutral!r}"
+            )
+        if self.axis_sensor is not None:
+            a = np.asarray(self.axis_sensor, dtype=np.float64)
+            if a.shape != (3,) or not np.all(np.isfinite(a)) or abs(np.linalg.norm(a) - 1) > 1e-3:
+                raise ValueError(
+                    f"axis_sensor must be a unit 3-vector or None, got {self.axis_sensor!r}"
+                )
+
+    @property
+    def up_sensor(self) -> FloatArray:
+        """The earth's up direction seen in the sensor frame in the neutral pose, (3,)."""
+        return _up_in_sensor(np.asarray(self.neutral, dtype=np.float64))
+
+
+def _up_in_sensor(q: FloatArray) -> FloatArray:
+    """Unit up vector (…, 3) in the sensor frame for sensor→earth quaternions (…, 4)."""
+    u = quat_rotate(quat_conjugate(q), np.broadcast_to(_UP, (*q.shape[:-1], 3)))
+    out: FloatArray = u / np.linalg.norm(u, axis=-1, keepdims=True)
+    return out
+
+
+def _orthogonal_unit(v: FloatArray, normal: FloatArray) -> FloatArray:
+    w = v - (v @ normal) * normal
+    n = float(np.linalg.norm(w))
+    if n < 1e-6:
+        raise ValueError("axis_sensor is parallel to the neutral vertical; it cannot be sagittal")
+    out: FloatArray = w / n
+    return out
+
+
+def _quat_between(src: FloatArray, dst: FloatArray) -> FloatArray:
+    """The shortest rotation (w, x, y, z) taking unit vector ``src`` (3,) to ``dst`` (3,)."""
+    q = np.concatenate([[1.0 + float(src @ dst)], np.cross(src, dst)])
+    out: FloatArray = q / np.linalg.norm(q)
+    return out
+
+
+class _SensorOffsets:
+    """Accelerometer and gyroscope offsets (m/s², rad/s), learned from still poses.
+
+    A sample counts as still when the gyroscope has read under :data:`_STILL_RATE` for
+    :data:`_STILL_BEFORE_S` before it and :data:`_STILL_AFTER_S` after it (the look-ahead
+    keeps the onset of a move, where the rate is still small but the acceleration is
+    not, out). The gyroscope offset is the mean reading over still samples. The
+    accelerometer offset ``b`` follows from ``|a - b| = g`` in every still pose: linear
+    in ``b`` to first order, solved by least squares with a weak prior towards zero, so
+    the directions that the poses seen so far do not reveal stay near zero. Only the
+    components in the sagittal plane are revealed by a hip thrust, and only they matter.
+    """
+
+    def __init__(self, sample_rate_hz: float) -> None:
+        self.fs = sample_rate_hz
+        self.before = max(1, round(_STILL_BEFORE_S * sample_rate_hz))
+        self.after = max(1, round(_STILL_AFTER_S * sample_rate_hz))
+        self.accel = np.zeros(3)
+        self.gyro = np.zeros(3)
+        self._still = np.zeros(self.before + self.after, dtype=bool)
+        self._accel_tail = np.zeros((self.after, 3))
+        self._gyro_tail = np.zeros((self.after, 3))
+        self._info = np.zeros((3, 3))  # Σ u uᵀ dt, s
+        self._rhs = np.zeros(3)  # Σ u ρ dt, m/s² · s
+        self._dirs = np.zeros(3)  # Σ u dt, s
+        self._gyro_sum = np.zeros(3)  # Σ ω dt, rad
+        self._seconds = 0.0
+
+    def start_still(self, accel: FloatArray, gyro: FloatArray) -> None:
+        """Take samples (n, 3) known to be still (the neutral window), n > the look-ahead."""
+        self._add(accel[: -self.after], gyro[: -self.after])
+        self._still[:] = True
+        self._accel_tail = accel[-self.after :].copy()
+        self._gyro_tail = gyro[-self.after :].copy()
+
+    def observe(self, accel: FloatArray, gyro: FloatArray) -> None:
+        """Screen raw samples (n, 3) for stillness and fold the still ones in."""
+        n = len(accel)
+        k = self.before + self.after
+        still = (np.linalg.norm(gyro - self.gyro, axis=1) < _STILL_RATE) & (
+            np.abs(np.linalg.norm(accel, axis=1) - G) < _STILL_ACCEL
+        )
+        flags = np.concatenate([self._still, still])
+        counts = np.concatenate([[0], np.cumsum(flags)])
+        j = np.arange(k, k + n)
+        ok = counts[j + 1] - counts[j - k] == k + 1
+        acc = np.concatenate([self._accel_tail, accel])
+        gyr = np.concatenate([self._gyro_tail, gyro])
+        self._add(acc[:n][ok], gyr[:n][ok])
+        self._still = flags[-k:]
+        self._accel_tail = acc[-self.after :]
+        self._gyro_tail = gyr[-self.after :]
+
+    def _add(self, accel: FloatArray, gyro: FloatArray) -> None:
+        if len(accel) == 0:
+            return
+        dt = 1.0 / self.fs
+        norm = np.linalg.norm(accel, axis=1)
+        u = accel / norm[:, None]
+        rho = (norm**2 - G**2) / (2.0 * norm)
+        self._info += dt * (u.T @ u)
+        self._rhs += dt * (u.T @ rho)
+        self._dirs += dt * u.sum(axis=0)
+        self._gyro_sum += dt * gyro.sum(axis=0)
+        self._seconds += dt * len(accel)
+
+    def solve(self) -> None:
+        """Re-estimate both offsets from everything seen so far."""
+        if self._seconds <= 0.0:
+            return
+        self.gyro = self._gyro_sum / self._seconds
+        m = self._info + _ACCEL_PRIOR_S * np.eye(3)
+        inv = np.linalg.inv(m)
+        b = inv @ self._rhs
+        for _ in range(2):  # |b|² / 2g, the second-order term of |a - b| = g
+            b = inv @ (self._rhs + self._dirs * (b @ b) / (2.0 * G))
+        self.accel = b
+
+
+@dataclass
+class _Swing:
+    """Running statistics of the hip flexion swing, in the sensor frame."""
+
+    scatter: FloatArray = field(default_factory=lambda: np.zeros((3, 3)))
+    total: FloatArray = field(default_factory=lambda: np.zeros(3))
+    count: int = 0
+    learned: bool = False
+
+
+class TiltEstimator:
+    """Streaming pelvic tilt: feed consecutive batches of samples, get tilt in degrees.
+
+    Give ``neutral_window`` (start, end) in seconds on the clock of ``t``, a span in
+    which the athlete holds the neutral pose still, or a stored ``calibration``, or both
+    (then the window re-measures the neutral, and the stored axis, if any, is kept
+    instead of learning a new one). Samples up to the window's end come out NaN (the
+    window's are kept to measure the neutral once it has passed), as does every sample
+    before the mediolateral axis is learned (module docstring); with a stored axis tilt is
+    known from the window's end
+    (or, with only a stored calibration, from the first sample, the AHRS settling for
+    its first 3 s).
+
+    Besides the AHRS the estimator tracks the gyroscope and accelerometer offsets from
+    still poses and re-solves them once per second of samples (at sample counts, so the
+    batching never changes the answers).
+    """
+
+    def __init__(
+        self,
+        sample_rate_hz: float,
+        *,
+        neutral_window: tuple[float, float] | None = None,
+        calibration: TiltCalibration | None = None,
+        settings: FusionSettings | None = None,
+    ) -> None:
+        if not 50.0 <= sample_rate_hz <= 800.0:
+            raise ValueError(
+                f"sample_rate_hz = {sample_rate_hz!r}: the estimator is tuned for 50..800 Hz"
+            )
+        if neutral_window is None and calibration is None:
+            raise ValueError("give neutral_window (start, end) in s, or a stored calibration")
+        if neutral_window is not None:
+            t0, t1 = (float(x) for x in neutral_window)
+            if not (math.isfinite(t0) and math.isfinite(t1)) or t1 - t0 < 0.2:
+                raise ValueError(
+                    f"neutral_window = {neutral_window!r}: need (start, end) at least 0.2 s apart"
+                )
+            neutral_window = (t0, t1)
+        self._fs = float(sample_rate_hz)
+        self._window = neutral_window
+        self._settings = settings or TILT_FUSION
+        self._tracker: OrientationTracker | None = None
+        self._offsets = _SensorOffsets(self._fs)
+        self._block = max(1, round(_OFFSET_UPDATE_S * self._fs))
+        self._count = 0  # samples fused since the window's end
+        self._neutral: FloatArray | None = None  # as the AHRS reported it
+        self._neutral_accel: FloatArray | None = None  # mean raw accel over the window
+        self._up_n: FloatArray | None = None
+        self._fixed_axis: FloatArray | None = None
+        self._axis: FloatArray | None = None
+        self._swing = _Swing()
+        self._pending: list[tuple[FloatArray, FloatArray]] = []
+        self._last_t = -math.inf
+        if calibration is not None:
+            self._neutral = np.asarray(calibration.neutral, dtype=np.float64)
+            if calibration.axis_sensor is not None:
+                self._fixed_axis = np.asarray(calibration.axis_sensor, dtype=np.float64)
+            if neutral_window is None:
+                self._start(None)
+
+    @property
+    def calibration(self) -> TiltCalibration | None:
+        """Neutral and current axis, or ``None`` while the neutral window is still open."""
+        if self._neutral is None or self._up_n is None:
+            return None
+        neutral = self._neutral.copy()
+        if self._neutral_accel is not None:
+            # Turn the reported neutral so that its vertical matches the offset-corrected one.
+            old = _up_in_sensor(neutral)
+            neutral = quat_multiply(neutral, _quat_between(self._up_n, old))
+        axis = None if self._axis is None else self._axis.copy()
+        return TiltCalibration(neutral, axis)
+
+    @property
+    def axis_learned(self) -> bool:
+        """True once tilt values are being produced."""
+        return self._axis is not None
+
+    def update(self, t: FloatArray, accel: FloatArray, gyro: FloatArray) -> FloatArray:
+        """Take consecutive samples and return their tilt, degrees (n,); NaN where unknown.
+
+        ``t`` (n,) s, strictly increasing across calls; ``accel`` (n, 3) m/s² and ``gyro``
+        (n, 3) rad/s in the sensor frame, sampled uniformly at the configured rate.
+        """
+        t = np.asarray(t, dtype=np.float64).reshape(-1)
+        accel = np.asarray(accel, dtype=np.float64)
+        gyro = np.asarray(gyro, dtype=np.float64)
+        n = t.size
+        if accel.shape != (n, 3) or gyro.shape != (n, 3):
+            raise ValueError(
+                f"accel {accel.shape} and gyro {gyro.shape} must both be (n, 3) with n = {n}"
+            )
+        out = np.full(n, np.nan)
+        if n == 0:
+            return out
+        if np.any(np.diff(t) <= 0) or t[0] <= self._last_t:
+            raise ValueError("sample times must increase strictly within and across batches")
+        self._last_t = float(t[-1])
+        if self._tracker is None:
+            assert self._window is not None
+            t0, t1 = self._window
+            inside = (t >= t0) & (t <= t1)
+            if np.any(inside):
+                self._pending.append((accel[inside], gyro[inside]))
+            if t[-1] <= t1:
+                return out
+            pending, self._pending = self._pending, []
+            wa = np.concatenate([a for a, _ in pending]) if pending else np.zeros((0, 3))
+            wg = np.concatenate([g for _, g in pending]) if pending else np.zeros((0, 3))
+            self._start((wa, wg))
+            after = t > t1
+            out[after] = self._process(accel[after], gyro[after])
+            return out
+        return self._process(accel, gyro)
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _start(self, window: tuple[FloatArray, FloatArray] | None) -> None:
+        """Measure the neutral (if a window is given), prime the AHRS and start fusing."""
+        self._tracker = OrientationTracker(self._fs, self._settings)
+        if window is None:
+            assert self._neutral is not None
+            self._up_n = _up_in_sensor(self._neutral)
+        else:
+            wa, wg = window
+            need = max(_MIN_WINDOW_SAMPLES, 2 * self._offsets.after)
+            if len(wa) < need:
+                raise ValueError(
+                    f"neutral window {self._window!r} holds {len(wa)} samples; need {need}"
+                )
+            self._neutral_accel = wa.mean(axis=0)
+            self._offsets.start_still(wa, wg)
+            self._offsets.gyro = wg.mean(axis=0)
+            prime = round(_PRIME_S * self._fs)
+            self._tracker.update(
+                np.broadcast_to(self._neutral_accel, (prime, 3)), np.zeros((prime, 3))
+            )
+            q, _ = self._tracker.update(wa, wg - self._offsets.gyro)
+            q = q * np.where(q @ q[0] < 0, -1.0, 1.0)[:, None]
+            q_n = q.mean(axis=0)
+            self._neutral = q_n / np.linalg.norm(q_n)
+            self._up_n = _up_in_sensor(self._neutral)
+            self._offsets.solve()
+        self._refresh_neutral()
+
+    def _refresh_neutral(self) -> None:
+        """Re-derive the neutral vertical (and a stored axis) after the offsets moved."""
+        assert self._up_n is not None
+        if self._neutral_accel is not None:
+            up = self._neutral_accel - self._offsets.accel
+            self._up_n = up / np.linalg.norm(up)
+        if self._fixed_axis is not None:
+            self._axis = _orthogonal_unit(self._fixed_axis, self._up_n)
+
+    def _process(self, accel: FloatArray, gyro: FloatArray) -> FloatArray:
+        """Fuse samples in blocks that end where the offsets are re-solved."""
+        out = np.empty(len(accel))
+        i = 0
+        while i < len(accel):
+            step = min(len(accel) - i, self._block - self._count % self._block)
+            out[i : i + step] = self._fuse(accel[i : i + step], gyro[i : i + step])
+            self._count += step
+            i += step
+            if self._count % self._block == 0:
+                self._offsets.solve()
+                self._refresh_neutral()
+        return out
+
+    def _fuse(self, accel: FloatArray, gyro: FloatArray) -> FloatArray:
+        assert self._tracker is not None
+        assert self._up_n is not None
+        off = self._offsets
+        q, _ = self._tracker.update(accel - off.accel, gyro - off.gyro)
+        off.observe(accel, gyro)
+        u = _up_in_sensor(q)
+        axes = self._learn(u) if self._fixed_axis is None else None
+        if axes is None:
+            if self._axis is None:
+                return np.full(len(u), np.nan)
+            axes = np.broadcast_to(self._axis, u.shape)
+        up_n = self._up_n
+        num = np.einsum("ij,ij->i", axes, np.cross(u, up_n))
+        tilt: FloatArray = np.degrees(np.arctan2(num, u @ up_n))
+        return tilt
+
+    def _learn(self, u: FloatArray) -> FloatArray:
+        """Fold samples' up vectors (n, 3) into the swing statistics.
+
+        Returns the axis in force at each sample (n, 3), NaN rows before it is learned.
+        """
+        assert self._up_n is not None
+        up_n = self._up_n
+        sw = self._swing
+        cos = u @ up_n
+        dev = u - cos[:, None] * up_n
+        sin = np.linalg.norm(dev, axis=1)
+        angle = np.arctan2(sin, cos)
+        use = (angle >= _LEARN_MIN_RAD) & (angle <= _LEARN_MAX_RAD)
+        n = len(u)
+        axes = np.full((n, 3), np.nan)
+        if not np.any(use):
+            if self._axis is not None:
+                axes[:] = self._axis
+            return axes
+        # Sample-by-sample running sums, so any batching gives the same axes.
+        w = np.where(use, 1.0 / np.maximum(sin, 1e-12), 0.0)
+        scatter = sw.scatter + np.cumsum(np.einsum("i,ij,ik->ijk", w, dev, dev), axis=0)
+        total = sw.total + np.cumsum(np.where(use[:, None], dev, 0.0), axis=0)
+        count = sw.count + np.cumsum(use)
+        vals, vecs = np.linalg.eigh(scatter)
+        e = vecs[:, :, 2]
+        e = e * np.where(np.einsum("ij,ij->i", e, total) < 0, -1.0, 1.0)[:, None]
+        planar = vals[:, 1] <= _PLANARITY_MAX * np.maximum(vals[:, 2], 1e-300)
+        ready = (count >= LEARN_MIN_S * self._fs) & planar
+        learned = np.logical_or.accumulate(ready | sw.learned)
+        axis = np.cross(up_n, e)
+        axis /= np.linalg.norm(axis, axis=1, keepdims=True)
+        axes[learned] = axis[learned]
+        sw.scatter = scatter[-1]
+        sw.total = total[-1]
+        sw.count = int(count[-1])
+        sw.learned = bool(learned[-1])
+        if sw.learned:
+            self._axis = axis[-1]
+        return axes
+
+
+def estimate_tilt(
+    t: FloatArray,
+    accel: FloatArray,
+    gyro: FloatArray,
+    sample_rate_hz: float,
+    *,
+    neutral_window: tuple[float, float],
+) -> FloatArray:
+    """Batch form of :class:`TiltEstimator`: the tilt (n,) degrees of a whole recording.
+
+    ``t`` (n,) s, ``accel`` (n, 3) m/s², ``gyro`` (n, 3) rad/s. The same numbers as the
+    streaming estimator fed the samples in any batches; NaN before the axis is learned.
+    """
+    return TiltEstimator(sample_rate_hz, neutral_window=neutral_window).update(t, accel, gyro)
+
+
+@dataclass(frozen=True, slots=True)
+class RepTilt:
+    """Tilt metrics of one rep, degrees, and the verdict (as in the ground truth).
+
+    ``verdict`` is ``None`` for a partial rep (no lockout reached); ``reason`` says why a
+    rep was flagged, and is ``None`` for an ``"ok"`` rep.
+    """
+
+    bottom_deg: float
+    lockout_deg: float
+    range_deg: float
+    verdict: TiltVerdict | None
+    reason: str | None
+
+
+def _verdict(
+    lockout_deg: float, range_deg: float, *, partial: bool
+) -> tuple[TiltVerdict | None, str | None]:
+    if partial:
+        return None, "partial rep: lockout not reached"
+    if lockout_deg < -ANTERIOR_TILT_LIMIT_DEG:
+        return "anterior_tilt", (
+            f"pelvis {-lockout_deg:.1f}° anterior of neutral at lockout "
+            f"(limit {ANTERIOR_TILT_LIMIT_DEG:g}°)"
+        )
+    if range_deg > LARGE_RANGE_LIMIT_DEG:
+        return "large_range", (
+            f"tilt range {range_deg:.1f}° within the rep (limit {LARGE_RANGE_LIMIT_DEG:g}°)"
+        )
+    return "ok", None
+
+
+def rep_tilt(
+    t: FloatArray,
+    tilt_deg: FloatArray,
+    *,
+    t_start: float,
+    t_end: float,
+    concentric_start: float,
+    lockout_start: float,
+    lockout_end: float,
+    partial: bool = False,
+) -> RepTilt | None:
+    """Measure one rep on a tilt trace: ``t`` (n,) s increasing, ``tilt_deg`` (n,) degrees.
+
+    ``bottom_deg``: tilt at ``concentric_start``; ``lockout_deg``: mean tilt over
+    [``lockout_start``, ``lockout_end``] (the tilt at ``lockout_start`` if the hold is
+    under 10 ms); ``range_deg``: max - min over [``t_start``, ``t_end``]. The trace is
+    interpolated linearly between samples. Verdict, in this order: a partial rep gets
+    ``None``; a lockout more than :data:`ANTERIOR_TILT_LIMIT_DEG` anterior of neutral is
+    ``"anterior_tilt"``; a range above :data:`LARGE_RANGE_LIMIT_DEG` is ``"large_range"``;
+    otherwise ``"ok"``. Returns ``None`` when the trace does not cover the rep or holds
+    NaN inside it.
+    """
+    t = np.asarray(t, dtype=np.float64).reshape(-1)
+    y = np.asarray(tilt_deg, dtype=np.float64).reshape(-1)
+    if t.shape != y.shape:
+        raise ValueError(f"t {t.shape} and tilt_deg {y.shape} must have the same shape")
+    if not t_start <= concentric_start <= lockout_start <= lockout_end <= t_end:
+        raise ValueError(
+            "need t_start <= concentric_start <= lockout_start <= lockout_end <= t_end, got "
+            f"{t_start}, {concentric_start}, {lockout_start}, {lockout_end}, {t_end}"
+        )
+    if t.size < 2 or t[0] > t_start or t[-1] < t_end:
+        return None
+    lo = int(np.searchsorted(t, t_start, side="right")) - 1
+    hi = int(np.searchsorted(t, t_end, side="left")) + 1
+    if not np.all(np.isfinite(y[lo:hi])):
+        return None
+    bottom = float(np.interp(concentric_start, t, y))
+    if lockout_end - lockout_start < 0.01:
+        lockout = float(np.interp(lockout_start, t, y))
+    else:
+        lockout = float(np.mean(np.interp(np.linspace(lockout_start, lockout_end, 201), t, y)))
+    inner = (t > t_start) & (t < t_end)
+    span = np.concatenate([np.interp([t_start, t_end], t, y), y[inner]])
+    range_deg = float(span.max() - span.min())
+    verdict, reason = _verdict(lockout, range_deg, partial=partial)
+    return RepTilt(bottom, lockout, range_deg, verdict, reason)
