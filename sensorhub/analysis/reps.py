@@ -1,0 +1,578 @@
+"""Rep detection and per-rep metrics from the vertical motion of the lifted body.
+
+The velocity is cut into phases: maximal runs of samples moving up (v > 0) or down
+(v < 0). A phase counts when it travels at least :data:`MIN_PHASE_M` (noise, fidgets and
+footsteps travel less). Its ends are placed where the speed, rising from the floor it
+left (zero, or what drift left of it), crosses three low levels; the crossings are
+extended back to zero speed on the assumption that speed grows as a power of the time
+since the start (:data:`ONSET_POWER`, :data:`STOP_POWER`; the measured spacing of the
+crossings pulls the power half-way). Noisy velocity (a position transducer) is first
+averaged over ~20 ms and the levels set above its noise. Reps are phase patterns:
+
+* hip thrust, bodyweight hip thrust, deadlift (up first): a concentric up-phase, a
+  lockout of at least ``min_lockout_s`` (one longer than :data:`HOLD_AT_REST_S` must
+  contain rest), then an eccentric down-phase that returns to near the start;
+  ``t_start`` = concentric start, ``t_end`` = eccentric end.
+* squat (down first): an eccentric down-phase, a bottom turn of at most
+  ``max_bottom_s``, then a concentric up-phase back to near the start, followed by the
+  lockout; ``t_start`` = eccentric start, ``t_end`` = lockout end: where the next
+  movement starts (once it has gone :data:`MIN_PHASE_M`), or -- when nothing moves within
+  ``max_lockout_s`` -- the set's typical hold after the concentric end.
+
+Each phase must travel between the exercise's minimum and maximum range of motion and
+last a plausible time, so walking, standing up, setting up, re-racking and fidgeting are
+not counted: their vertical travel is too small or too large, or they never stop at the
+top. A rep is partial when its range of motion is below :data:`PARTIAL_FRACTION` of the
+median range of the recent full reps of the same set (none yet: not partial).
+
+Metrics (vertical, of the lifted body, SI units): MCV = rise / concentric duration;
+peak velocity = the largest sample velocity in the concentric; MPV = mean velocity from
+the concentric start until the acceleration first drops below -g (all of it if it never
+does); ROM = rise over the concentric; time under tension = from the first phase's start
+to the last phase's end (lockout hold included for up-first lifts, bottom turn for the
+squat). Mean power, when a load is given: the mean over the concentric of
+``load_kg · (g + a) · v`` with ``a`` the vertical acceleration from the velocity (W).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, replace
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+from sensorhub.analysis.orientation import G
+from sensorhub.analysis.velocity import VerticalMotion
+
+__all__ = ["EXERCISE_LIMITS", "ExerciseLimits", "Rep", "RepDetector", "detect_reps"]
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True, slots=True)
+class Rep:
+    """One detected repetition; times in seconds of the motion's clock, SI units."""
+
+    index: int
+    """1-based within the session (sets renumber)."""
+    t_start: float
+    t_end: float
+    eccentric_start: float
+    eccentric_end: float
+    concentric_start: float
+    concentric_end: float
+    lockout_start: float
+    lockout_end: float
+    mcv_mps: float
+    peak_velocity_mps: float
+    mpv_mps: float
+    rom_m: float
+    concentric_s: float
+    eccentric_s: float
+    lockout_hold_s: float
+    time_under_tension_s: float
+    partial: bool
+    mean_power_w: float | None
+    """Mean of ``load_kg · (g + a) · v`` over the concentric, W (None without a load)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExerciseLimits:
+    """What a rep of one exercise can look like; metres and seconds."""
+
+    down_first: bool
+    min_rom_m: float
+    max_rom_m: float
+    min_concentric_s: float = 0.1
+    max_concentric_s: float = 5.0
+    min_eccentric_s: float = 0.15
+    max_eccentric_s: float = 6.0
+    min_lockout_s: float = 0.12
+    """Up-first lifts stop at the top this long at least (a footstep never does)."""
+    max_lockout_s: float = 6.0
+    max_bottom_s: float = 3.0
+    """Squat: longest turn at the bottom between the eccentric and the concentric."""
+    return_tolerance: float = 0.4
+    """The other phase of the rep travels the same distance within this fraction."""
+
+
+# Ranges of motion: the scenario limits widened a little (partial reps reach down to 30 %
+# of a full one; a bodyweight thrust can rise 5 cm when partial).
+EXERCISE_LIMITS: Final[dict[str, ExerciseLimits]] = {
+    "hip_thrust": ExerciseLimits(down_first=False, min_rom_m=0.035, max_rom_m=0.45),
+    "bodyweight_hip_thrust": ExerciseLimits(down_first=False, min_rom_m=0.035, max_rom_m=0.45),
+    "squat": ExerciseLimits(down_first=True, min_rom_m=0.09, max_rom_m=0.9),
+    "deadlift": ExerciseLimits(down_first=False, min_rom_m=0.09, max_rom_m=0.85),
+}
+
+MIN_SPEED_MPS: Final = 0.004
+"""Speeds below this (m/s) are taken as noise when placing a phase's ends."""
+TAKEOFF_WINDOW_S: Final = 0.3
+PLATEAU_S: Final = 0.05
+ONSET_POWER: Final = 1.8
+"""Prior: near its start a lift's speed grows about as (time since the start)^1.8 ..."""
+STOP_POWER: Final = 1.3
+"""... and near its end falls about as (time to the stop)^1.3: braking stops it sooner."""
+MAX_EXTRAPOLATION_S: Final = 0.3
+HISTORY_S: Final = 0.5
+SMOOTHING_HALF_S: Final = 0.01
+"""Half-width of the moving average applied to a noisy (transducer) velocity, s."""
+MIN_PHASE_M: Final = 0.02
+"""A phase must travel this far to count (m); fidgets and footsteps travel less."""
+PARTIAL_FRACTION: Final = 0.8
+SET_CONTEXT_S: Final = 45.0
+"""Reps closer than this (s) are taken as one set for the partial-rep reference."""
+DEFAULT_HOLD_S: Final = 1.0
+REST_MEMORY_S: Final = 30.0
+HOLD_AT_REST_S: Final = 0.4
+"""A lockout this long (s) must contain rest; shorter ones may be too short to detect."""
+REFERENCE_REPS: Final = 5
+
+
+@dataclass(frozen=True, slots=True)
+class _Phase:
+    """A run of samples moving one way; ends at the interpolated zero crossings."""
+
+    up: bool
+    t0: float
+    t1: float
+    z0: float
+    z1: float
+    peak: float  # largest |v|, m/s
+    mpv: float  # up phases: mean propulsive velocity, m/s
+    power: float | None  # up phases with a load: mean power, W
+
+    @property
+    def travel(self) -> float:
+        return abs(self.z1 - self.z0)
+
+
+class _Smoother:
+    """Centred moving average of 2·half + 1 samples over a stream (truncated at the ends).
+
+    Output lags input by ``half`` samples; each window is averaged on its own, so the
+    values do not depend on how the stream is batched.
+    """
+
+    def __init__(self, half: int) -> None:
+        self.half = half
+        self._t = np.empty(0)
+        self._v = np.empty(0)
+        self._z = np.empty(0)
+        self._next = 0  # index in the buffer of the first sample not yet output
+
+    def push(
+        self, t: FloatArray, v: FloatArray, z: FloatArray
+    ) -> tuple[FloatArray, FloatArray, FloatArray]:
+        self._t = np.concatenate([self._t, t])
+        self._v = np.concatenate([self._v, v])
+        self._z = np.concatenate([self._z, z])
+        return self._emit(len(self._t) - self.half)
+
+    def flush(self) -> tuple[FloatArray, FloatArray, FloatArray]:
+        return self._emit(len(self._t))
+
+    def _emit(self, stop: int) -> tuple[FloatArray, FloatArray, FloatArray]:
+        h, start = self.half, self._next
+        if stop <= start:
+            return np.empty(0), np.empty(0), np.empty(0)
+        n = len(self._v)
+        lo = np.maximum(np.arange(start, stop) - h, 0)
+        hi = np.minimum(np.arange(start, stop) + h + 1, n)
+        out = np.array([self._v[a:b].mean() for a, b in zip(lo, hi, strict=True)])
+        result = (self._t[start:stop], out, self._z[start:stop])
+        keep = max(0, stop - h)
+        self._t, self._v, self._z = self._t[keep:], self._v[keep:], self._z[keep:]
+        self._next = stop - keep
+        return result
+
+
+@dataclass
+class _Candidate:
+    """A squat rep waiting for its lockout to end."""
+
+    down: _Phase
+    up: _Phase
+
+
+class RepDetector:
+    """Streaming rep detection: feed :class:`VerticalMotion` pieces in time order.
+
+    Each rep is returned by the :meth:`update` call whose samples complete it (up-first
+    lifts: the eccentric's end; the squat: the lockout's end). :meth:`flush` ends the
+    recording. :func:`detect_reps` is the batch form with the same answers.
+    """
+
+    def __init__(self, exercise: str, *, load_kg: float | None = None) -> None:
+        if exercise not in EXERCISE_LIMITS:
+            raise ValueError(
+                f"exercise {exercise!r} unknown; allowed: {', '.join(EXERCISE_LIMITS)}"
+            )
+        if load_kg is not None and not (math.isfinite(load_kg) and load_kg >= 0):
+            raise ValueError(f"load_kg = {load_kg!r}: must be a non-negative number of kg")
+        self.exercise = exercise
+        self.load_kg = load_kg
+        self.limits = EXERCISE_LIMITS[exercise]
+        # The run in progress, preceded by up to HISTORY_S of samples before it.
+        self._t: FloatArray = np.empty(0)
+        self._v: FloatArray = np.empty(0)
+        self._z: FloatArray = np.empty(0)
+        self._run_at = 0  # index in the buffer where the run in progress starts
+        self._pending_up: _Phase | None = None
+        self._pending_down: _Phase | None = None
+        self._candidate: _Candidate | None = None
+        self._count = 0
+        self._recent: deque[Rep] = deque(maxlen=32)
+        self._eps = MIN_SPEED_MPS  # speed level that places phase ends, m/s
+        self._smoother: _Smoother | None = None
+        self._rests: deque[tuple[float, float]] = deque()
+        self._rest_open = False
+
+    def update(self, motion: VerticalMotion) -> list[Rep]:
+        """Take the next samples; return the reps they complete."""
+        if len(motion.t) == 0:
+            return []
+        t, v, z = motion.t, motion.velocity, motion.position
+        self._note_rests(t, motion.at_rest)
+        if motion.velocity_noise_mps > 0 or self._smoother is not None:
+            if self._smoother is None:
+                self._start_smoothing(motion)
+            assert self._smoother is not None
+            t, v, z = self._smoother.push(t, v, z)
+        return self._process(t, v, z)
+
+    def flush(self) -> list[Rep]:
+        """End of the recording: finish the run in progress and any waiting rep."""
+        reps: list[Rep] = []
+        if self._smoother is not None:
+            reps += self._process(*self._smoother.flush())
+        if len(self._t) > self._run_at:
+            t, v, z = self._t, self._v, self._z
+            sign = np.sign(v).astype(np.int8)
+            reps += self._run_done(t, v, z, sign, (self._run_at, len(t)), closed=False)
+        if self._candidate is not None:
+            reps += self._finish_squat(None)
+        self._t, self._v, self._z = np.empty(0), np.empty(0), np.empty(0)
+        self._run_at = 0
+        return reps
+
+    def _note_rests(self, t: FloatArray, at_rest: npt.NDArray[np.bool_]) -> None:
+        """Remember the recent intervals of rest (s), joining those that touch."""
+        edges = np.flatnonzero(np.diff(np.concatenate([[False], at_rest, [False]]).astype(np.int8)))
+        for a, b in zip(edges[::2], edges[1::2], strict=True):
+            t0, t1 = float(t[a]), float(t[b - 1])
+            if a == 0 and self._rest_open and self._rests:
+                t0 = self._rests.pop()[0]
+            self._rests.append((t0, t1))
+        self._rest_open = bool(at_rest[-1])
+
+    def _rested(self, t0: float, t1: float) -> bool:
+        """Whether the body was at rest at some time within [t0, t1]."""
+        return any(a <= t1 and b >= t0 for a, b in reversed(self._rests))
+
+    def _start_smoothing(self, motion: VerticalMotion) -> None:
+        """Noisy velocity (a transducer): average it over ~20 ms, set the levels above it."""
+        dt = float(np.median(np.diff(motion.t))) if len(motion.t) > 1 else 0.01
+        half = max(1, round(SMOOTHING_HALF_S / dt)) if dt > 0 else 1
+        self._smoother = _Smoother(half)
+        noise = motion.velocity_noise_mps / math.sqrt(2 * half + 1)
+        self._eps = max(MIN_SPEED_MPS, 2.0 * noise)
+
+    def _process(self, t_new: FloatArray, v_new: FloatArray, z_new: FloatArray) -> list[Rep]:
+        if len(t_new) == 0:
+            return []
+        t = np.concatenate([self._t, t_new])
+        v = np.concatenate([self._v, v_new])
+        z = np.concatenate([self._z, z_new])
+        sign = np.sign(v).astype(np.int8)
+        reps: list[Rep] = []
+        # Runs end where the sign changes; the buffer holds the run in progress from
+        # index self._run_at (after some history, kept for interpolation).
+        start = self._run_at
+        for end in np.flatnonzero(sign[1:] != sign[:-1]) + 1:
+            if end <= start:
+                continue
+            reps += self._run_done(t, v, z, sign, (start, int(end)))
+            start = int(end)
+        # Keep some history before the run in progress: its start may be extrapolated back.
+        keep = min(max(0, start - 1), int(np.searchsorted(t, t[start] - HISTORY_S)))
+        self._t, self._v, self._z = t[keep:], v[keep:], z[keep:]
+        self._run_at = start - keep
+        while len(self._rests) > 1 and self._rests[0][1] < t[keep] - REST_MEMORY_S:
+            self._rests.popleft()
+        if sign[start] != 0:
+            # A squat's lockout ends as soon as a movement under way has gone far enough.
+            reps += self._break_lockout(t, z, start, len(t))
+        # Nothing moves while the run in progress is at rest (v = 0).
+        moving_since = float(t[start]) if sign[start] != 0 else math.inf
+        reps += self._check_lockout(now=float(t[-1]), moving_since=moving_since)
+        return reps
+
+    # -- phases ----------------------------------------------------------------------------
+
+    def _run_done(
+        self,
+        t: FloatArray,
+        v: FloatArray,
+        z: FloatArray,
+        sign: npt.NDArray[np.int8],
+        span: tuple[int, int],
+        *,
+        closed: bool = True,
+    ) -> list[Rep]:
+        """A run of one sign over samples a..b-1 has ended; make it a phase if it moved."""
+        a, b = span
+        s = int(sign[a])
+        if s == 0:
+            return []
+        reps = self._break_lockout(t, z, a, b)
+        eps = self._eps
+        w = s * v  # positive inside the run
+        peak = float(w[a:b].max())
+        fast = np.flatnonzero(w[a:b] > max(3.0 * eps, 0.1 * peak))
+        if len(fast) == 0:
+            return reps
+        first, last = a + int(fast[0]), a + int(fast[-1])
+        ratio = 3.0
+        t0 = _takeoff(t, w, (a, first), eps, ratio=ratio, power=ONSET_POWER)
+        n = len(t)
+        # The end is the start of the time-reversed movement.
+        t1 = -_takeoff(-t[::-1], w[::-1], (n - b, n - 1 - last), eps, ratio=ratio, power=STOP_POWER)
+        if b < n:
+            t1 = min(t1, float(t[b]))  # stopped, at the latest, where the velocity turned
+        if not closed:
+            t1 = min(t1, float(t[-1]))
+        z0 = float(np.interp(t0, t, z))
+        z1 = float(np.interp(t1, t, z))
+        if abs(z1 - z0) < MIN_PHASE_M or t1 <= t0:
+            return reps
+        seg = slice(max(a - 1, 0), min(b + 1, len(t)))
+        phase = self._phase(s > 0, (t0, t1), (z0, z1), t[seg], v[seg])
+        return reps + self._on_phase(phase)
+
+    def _phase(
+        self,
+        up: bool,
+        times: tuple[float, float],
+        heights: tuple[float, float],
+        t: FloatArray,
+        v: FloatArray,
+    ) -> _Phase:
+        """A phase from ``times[0]`` to ``times[1]`` (s); samples ``t``, ``v`` around it."""
+        (t0, t1), (z0, z1) = times, heights
+        inside = (t > t0) & (t < t1)
+        vin = v[inside]
+        peak = float(np.max(np.abs(vin))) if len(vin) else 0.0
+        mpv = (z1 - z0) / (t1 - t0)
+        power = None
+        if up and len(vin) >= 2:
+            tin = t[inside]
+            acc = np.gradient(vin, tin)
+            brake = np.flatnonzero(acc < -G)
+            if len(brake) and brake[0] > 0:
+                # Propulsive part: up to where the bar would coast (deceleration beyond g).
+                k = int(brake[0])
+                tp = tin[k]
+                zp = float(np.interp(tp, tin, _cumulative(tin, vin, z0, t0)))
+                mpv = (zp - z0) / (tp - t0) if tp > t0 else mpv
+            if self.load_kg is not None:
+                power = float(np.mean(self.load_kg * (G + acc) * vin))
+        elif up and self.load_kg is not None:
+            power = 0.0
+        return _Phase(up, t0, t1, z0, z1, peak, mpv, power)
+
+    # -- reps ------------------------------------------------------------------------------
+
+    def _on_phase(self, phase: _Phase) -> list[Rep]:
+        lim = self.limits
+        reps: list[Rep] = []
+        if lim.down_first:
+            if not phase.up:
+                self._pending_down = phase
+            elif self._pending_down is not None:
+                down, self._pending_down = self._pending_down, None
+                if self._squat_shape(down, phase):
+                    self._candidate = _Candidate(down, phase)
+            return reps
+        if phase.up:
+            self._pending_up = phase
+            return reps
+        up, self._pending_up = self._pending_up, None
+        if up is not None and self._thrust_shape(up, phase):
+            reps.append(self._make(up, phase, up.t1, phase.t0))
+        return reps
+
+    def _plausible(self, up: _Phase, down: _Phase) -> bool:
+        lim = self.limits
+        rise, drop = up.travel, down.travel
+        return (
+            lim.min_rom_m <= rise <= lim.max_rom_m
+            and abs(rise - drop) <= lim.return_tolerance * max(rise, drop)
+            and lim.min_concentric_s <= up.t1 - up.t0 <= lim.max_concentric_s
+            and lim.min_eccentric_s <= down.t1 - down.t0 <= lim.max_eccentric_s
+        )
+
+    def _thrust_shape(self, up: _Phase, down: _Phase) -> bool:
+        hold = down.t0 - up.t1
+        lim = self.limits
+        if not (lim.min_lockout_s <= hold <= lim.max_lockout_s and self._plausible(up, down)):
+            return False
+        # A long hold is still: not a pause in the bounce of a walk while turning round.
+        return hold < HOLD_AT_REST_S or self._rested(up.t1, down.t0)
+
+    def _squat_shape(self, down: _Phase, up: _Phase) -> bool:
+        bottom = up.t0 - down.t1
+        # The ends are extrapolated, so a turn without a pause may overlap a little.
+        return -0.1 <= bottom <= self.limits.max_bottom_s and self._plausible(up, down)
+
+    def _check_lockout(self, *, now: float, moving_since: float) -> list[Rep]:
+        """Squat: end a lockout that has lasted max_lockout_s with nothing moving."""
+        cand = self._candidate
+        if cand is None:
+            return []
+        limit = cand.up.t1 + self.limits.max_lockout_s
+        if now >= limit and moving_since >= limit:
+            return self._finish_squat(None)
+        return []
+
+    def _break_lockout(self, t: FloatArray, z: FloatArray, a: int, b: int) -> list[Rep]:
+        """Squat: the run of samples a..b-1 ends the lockout if it has moved far enough.
+
+        Judged on the raw samples, so that a run under way and the same run finished
+        give the same answer; the lockout ends where the run began.
+        """
+        if self._candidate is None:
+            return []
+        if np.abs(z[a:b] - z[max(a - 1, 0)]).max() < MIN_PHASE_M:
+            return []
+        start = float(t[max(a - 1, 0)])
+        return self._finish_squat(start)
+
+    def _finish_squat(self, after: float | None) -> list[Rep]:
+        cand = self._candidate
+        assert cand is not None
+        self._candidate = None
+        if after is not None and after <= cand.up.t1 + self.limits.max_lockout_s:
+            end = after
+        else:
+            end = cand.up.t1 + self._typical_hold(cand.up.t0)
+        return [self._make(cand.up, cand.down, cand.up.t1, end)]
+
+    def _typical_hold(self, t: float) -> float:
+        holds = [
+            r.lockout_hold_s
+            for r in self._recent
+            if t - r.t_end <= SET_CONTEXT_S and r.lockout_hold_s < self.limits.max_lockout_s
+        ]
+        return float(np.median(holds[-REFERENCE_REPS:])) if holds else DEFAULT_HOLD_S
+
+    def _make(self, up: _Phase, down: _Phase, lock0: float, lock1: float) -> Rep:
+        rom = up.z1 - up.z0
+        tc = up.t1 - up.t0
+        start = min(up.t0, down.t0)
+        end = max(up.t1, down.t1, lock1) if self.limits.down_first else down.t1
+        tut = max(up.t1, down.t1) - start
+        self._count += 1
+        rep = Rep(
+            index=self._count,
+            t_start=start,
+            t_end=end,
+            eccentric_start=down.t0,
+            eccentric_end=down.t1,
+            concentric_start=up.t0,
+            concentric_end=up.t1,
+            lockout_start=lock0,
+            lockout_end=lock1,
+            mcv_mps=rom / tc,
+            peak_velocity_mps=up.peak,
+            mpv_mps=up.mpv,
+            rom_m=rom,
+            concentric_s=tc,
+            eccentric_s=down.t1 - down.t0,
+            lockout_hold_s=lock1 - lock0,
+            time_under_tension_s=tut,
+            partial=False,
+            mean_power_w=up.power,
+        )
+        rep = replace(rep, partial=self._is_partial(rep))
+        self._recent.append(rep)
+        return rep
+
+    def _is_partial(self, rep: Rep) -> bool:
+        """ROM well below the recent full reps of the same set (none yet: not partial)."""
+        roms: list[float] = []
+        last_end = rep.t_start
+        for r in reversed(self._recent):
+            if last_end - r.t_end > SET_CONTEXT_S:
+                break
+            last_end = r.t_start
+            if not r.partial:
+                roms.append(r.rom_m)
+            if len(roms) == REFERENCE_REPS:
+                break
+        return bool(roms) and rep.rom_m < PARTIAL_FRACTION * float(np.median(roms))
+
+
+def _level_crossing(t: FloatArray, w: FloatArray, i: int, level: float) -> float:
+    """Time where w rises through ``level`` between samples i - 1 and i (w[i] > level)."""
+    if i == 0 or w[i - 1] >= level:
+        return float(t[i])
+    f = (level - w[i - 1]) / (w[i] - w[i - 1])
+    return float(t[i - 1] + f * (t[i] - t[i - 1]))
+
+
+def _takeoff(
+    t: FloatArray, w: FloatArray, span: tuple[int, int], eps: float, *, ratio: float, power: float
+) -> float:
+    """When a movement of speed ``w`` (run from sample a, fast from ``first``) took off.
+
+    Slow speeds are lost in noise and in what is left of the drift, which may hold the
+    speed a little above zero for a while before the movement: the floor it leaves from is
+    the median of the slow samples of the run in the 0.3 s before it gets fast, when they
+    last at least ``PLATEAU_S``. The takeoff is where the speed, measured from the floor,
+    would have been zero (see the power law below).
+    """
+    a, first = span
+    lo = max(a, int(np.searchsorted(t, t[first] - TAKEOFF_WINDOW_S)))
+    floor = 0.0
+    if first > lo:
+        before = w[lo:first]
+        flat = before[before < 0.3 * w[first]]
+        # A plateau: slow samples lasting a while, not just the foot of the rise.
+        if len(flat) and t[lo + len(flat) - 1] - t[lo] >= PLATEAU_S:
+            floor = max(0.0, float(np.median(flat)))
+    slow = np.flatnonzero(w[a:first] <= floor + eps)
+    i = a + int(slow[-1]) + 1 if len(slow) else a
+    crossings = []
+    for level in (eps, ratio * eps, ratio * ratio * eps):
+        above = np.flatnonzero(w[i:] > floor + level)
+        if len(above) == 0:
+            return float(t[i])
+        crossings.append(_level_crossing(t, w, i + int(above[0]), floor + level))
+    t1, t2, t3 = crossings
+    # Near its start a smooth movement's speed grows as a power of time, s^p: then the
+    # crossings of the three levels are spaced in the ratio q = ratio^(1/p), which gives
+    # the time from the start to the first one.
+    prior = ratio ** (1.0 / power)
+    q = (t3 - t2) / (t2 - t1) if t2 > t1 else prior
+    # The measured ratio is noisy: it is pulled half-way (in log) towards the prior.
+    q = math.sqrt(min(ratio, max(1.1, q)) * prior)
+    return max(t1 - MAX_EXTRAPOLATION_S, t1 - (t2 - t1) / (q - 1.0))
+
+
+def _cumulative(t: FloatArray, v: FloatArray, z0: float, t0: float) -> FloatArray:
+    """Height at samples t by trapezoids of v, starting from z0 at t0 (v = 0 there)."""
+    tt = np.concatenate([[t0], t])
+    vv = np.concatenate([[0.0], v])
+    return z0 + np.cumsum(0.5 * (vv[1:] + vv[:-1]) * np.diff(tt))
+
+
+def detect_reps(
+    motion: VerticalMotion, exercise: str, *, load_kg: float | None = None
+) -> list[Rep]:
+    """Batch form of :class:`RepDetector` (the same answers, one call)."""
+    detector = RepDetector(exercise, load_kg=load_kg)
+    return detector.update(motion) + detector.flush()

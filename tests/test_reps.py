@@ -1,0 +1,258 @@
+"""Rep detection and per-rep metrics against the ground truth of the motion model."""
+
+from __future__ import annotations
+
+import math
+from functools import cache
+
+import numpy as np
+import pytest
+
+from firmware_protocol.virtual.imu_model import BarSensorSimulator, ImuSimulator, random_mounting
+from firmware_protocol.virtual.motion import Trajectory
+from firmware_protocol.virtual.scenario import Scenario
+from firmware_protocol.virtual.truth import RepTruth
+from sensorhub.analysis.reps import Rep, RepDetector, detect_reps
+from sensorhub.analysis.scoring import match_reps
+from sensorhub.analysis.velocity import VerticalMotion, transducer_motion, vertical_motion
+
+G = 9.80665
+PRESETS = ("hip_thrust", "bodyweight_hip_thrust", "squat", "deadlift")
+
+
+@cache
+def trajectory(name: str, seed: int) -> Trajectory:
+    if name.startswith("random:"):
+        exercise = name.removeprefix("random:")
+        rng = np.random.default_rng(seed)
+        scenario = Scenario.random(exercise, rng, sets=2)  # type: ignore[arg-type]
+        return Trajectory.from_scenario(scenario, seed)
+    return Trajectory.from_scenario(Scenario.preset(name), seed)
+
+
+@cache
+def imu_motion(name: str, seed: int = 1, rate: float = 200.0) -> VerticalMotion:
+    traj = trajectory(name, seed)
+    rng = np.random.default_rng([seed, 99])
+    t = np.arange(0.0, traj.duration_s, 1.0 / rate)
+    sim = ImuSimulator(traj, traj.lift_body, mounting=random_mounting(rng), rng=rng)
+    accel, gyro = sim.measure(t, accel_range_g=16, gyro_range_dps=2000, odr_hz=rate)
+    return vertical_motion(t, accel * (16 * G / 32768), gyro * (math.radians(2000) / 32768), rate)
+
+
+def exercise_of(name: str) -> str:
+    return name.removeprefix("random:")
+
+
+def scored(reps: list[Rep], truth: tuple[RepTruth, ...]) -> tuple[float, dict[str, float]]:
+    """F1 (a partial flag must be right too) and RMSEs over matched full reps."""
+    pairs = match_reps(reps, truth)
+    right = [(reps[i], truth[j]) for i, j in pairs if reps[i].partial == truth[j].partial]
+    f1 = 2 * len(right) / (len(reps) + len(truth))
+    full = [(r, q) for r, q in right if not q.partial]
+
+    def rmse(field: str) -> float:
+        errors = [getattr(r, field) - getattr(q, field) for r, q in full]
+        return math.sqrt(sum(e * e for e in errors) / len(errors))
+
+    return f1, {f: rmse(f) for f in ("mcv_mps", "peak_velocity_mps", "rom_m", "mpv_mps")}
+
+
+def counts_per_set(reps: list[Rep], truth: tuple[RepTruth, ...]) -> dict[int, tuple[int, int]]:
+    """Per true set: (full reps detected, partial reps detected), by matching."""
+    out = {q.set_index: (0, 0) for q in truth}
+    for i, j in match_reps(reps, truth):
+        full, partial = out[truth[j].set_index]
+        out[truth[j].set_index] = (full, partial + 1) if reps[i].partial else (full + 1, partial)
+    return out
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_presets_every_rep_counted_in_every_set_and_measured(name: str) -> None:
+    traj = trajectory(name, 1)
+    reps = detect_reps(imu_motion(name), name)
+    truth = traj.truth.reps
+    expected = {s.index: (s.reps, s.partial_reps) for s in traj.truth.sets}
+    assert counts_per_set(reps, truth) == expected
+    assert len(reps) == len(truth)  # nothing counted besides: no walking, no re-racking
+    f1, rmse = scored(reps, truth)
+    assert f1 == 1.0
+    # Measured on these recordings: MCV 0.004-0.011, peak 0.006-0.015, ROM 0.002-0.010.
+    assert rmse["mcv_mps"] < 0.02
+    assert rmse["peak_velocity_mps"] < 0.025
+    assert rmse["rom_m"] < 0.015
+    assert rmse["mpv_mps"] < 0.03
+
+
+@pytest.mark.parametrize(
+    ("name", "seed"),
+    [
+        ("random:hip_thrust", 3),
+        ("random:bodyweight_hip_thrust", 4),
+        ("random:squat", 3),
+        ("random:deadlift", 2),
+    ],
+)
+def test_random_sessions(name: str, seed: int) -> None:
+    traj = trajectory(name, seed)
+    reps = detect_reps(imu_motion(name, seed), exercise_of(name))
+    f1, rmse = scored(reps, traj.truth.reps)
+    assert f1 >= 0.99
+    assert rmse["mcv_mps"] < 0.03
+
+
+def test_partial_reps_are_flagged_and_reps_carry_their_phases() -> None:
+    traj = trajectory("hip_thrust", 1)
+    reps = detect_reps(imu_motion("hip_thrust"), "hip_thrust")
+    partial = [r for r in reps if r.partial]
+    true_partial = [q for q in traj.truth.reps if q.partial]
+    assert len(partial) == len(true_partial) == 1
+    assert partial[0].concentric_start == pytest.approx(true_partial[0].concentric_start, abs=0.05)
+    for rep in reps:
+        # Up-first: concentric, lockout, eccentric, each following the other.
+        assert rep.t_start == rep.concentric_start < rep.concentric_end
+        assert rep.concentric_end == rep.lockout_start <= rep.lockout_end
+        assert rep.lockout_end == rep.eccentric_start < rep.eccentric_end == rep.t_end
+        assert rep.time_under_tension_s == pytest.approx(rep.t_end - rep.t_start)
+        assert rep.concentric_s == pytest.approx(rep.concentric_end - rep.concentric_start)
+        assert rep.mcv_mps == pytest.approx(rep.rom_m / rep.concentric_s)
+        assert rep.mcv_mps <= rep.mpv_mps + 1e-9 <= rep.peak_velocity_mps + 1e-9
+        assert rep.mean_power_w is None
+    assert [r.index for r in reps] == list(range(1, len(reps) + 1))
+
+
+def test_squat_phases_start_with_the_descent() -> None:
+    traj = trajectory("squat", 1)
+    reps = detect_reps(imu_motion("squat"), "squat")
+    last = {(s.index, s.reps + s.partial_reps) for s in traj.truth.sets}
+    for rep, (i, j) in zip(reps, match_reps(reps, traj.truth.reps), strict=True):
+        true = traj.truth.reps[j]
+        assert reps[i] is rep
+        assert rep.t_start == rep.eccentric_start < rep.eccentric_end <= rep.concentric_start + 0.1
+        assert rep.concentric_end == rep.lockout_start < rep.lockout_end == rep.t_end
+        assert rep.eccentric_start == pytest.approx(true.eccentric_start, abs=0.1)
+        assert rep.concentric_end == pytest.approx(true.concentric_end, abs=0.03)
+        if (true.set_index, true.rep_index) not in last:  # a set's last hold is estimated
+            hold = true.lockout_end - true.lockout_start
+            assert rep.lockout_hold_s == pytest.approx(hold, abs=0.1)
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_disturbances_are_not_counted(name: str) -> None:
+    traj = trajectory(name, 1)
+    reps = detect_reps(imu_motion(name), name)
+    for d in traj.truth.disturbances:
+        inside = [r for r in reps if r.concentric_start < d.t_end and r.concentric_end > d.t_start]
+        assert not inside, f"{d.kind} at {d.t_start:.1f}-{d.t_end:.1f} s taken for a rep"
+
+
+@pytest.mark.parametrize("name", ["hip_thrust", "squat", "deadlift"])
+def test_bar_velocity_sensor_reps(name: str) -> None:
+    traj = trajectory(name, 1)
+    t = np.arange(0.0, traj.duration_s, 0.005)
+    position, velocity = BarSensorSimulator(traj, rng=np.random.default_rng(8)).measure(t)
+    reps = detect_reps(transducer_motion(t, position, velocity), name)
+    f1, rmse = scored(reps, traj.truth.reps)
+    assert f1 == 1.0
+    # Measured 0.013-0.025 m/s: below the IMU's figures is not reached yet.
+    assert rmse["mcv_mps"] < 0.035
+
+
+@pytest.mark.parametrize("name", ["hip_thrust", "squat"])
+def test_streaming_in_small_batches_gives_the_batch_answer(name: str) -> None:
+    whole = imu_motion(name)
+    batch = detect_reps(whole, name, load_kg=100.0)
+    detector = RepDetector(name, load_kg=100.0)
+    rng = np.random.default_rng(2)
+    streamed: list[Rep] = []
+    i = 0
+    while i < len(whole.t):
+        k = int(rng.integers(10, 21))
+        piece = VerticalMotion(
+            whole.t[i : i + k],
+            whole.velocity[i : i + k],
+            whole.position[i : i + k],
+            whole.at_rest[i : i + k],
+        )
+        new = detector.update(piece)
+        for rep in new:  # told as soon as it has ended
+            assert whole.t[min(i + k, len(whole.t)) - 1] - rep.t_end < 1.6
+        streamed += new
+        i += k
+    streamed += detector.flush()
+    assert len(streamed) == len(batch)
+    for a, b in zip(streamed, batch, strict=True):
+        assert a.index == b.index
+        assert a.partial == b.partial
+        assert a.t_start == pytest.approx(b.t_start, abs=1e-9)
+        assert a.t_end == pytest.approx(b.t_end, abs=1e-9)
+        assert a.mcv_mps == pytest.approx(b.mcv_mps, abs=1e-9)
+        assert a.mean_power_w == pytest.approx(b.mean_power_w, abs=1e-6)
+
+
+@pytest.mark.parametrize("rate", [100.0, 400.0])
+def test_other_sample_rates_count_the_same(rate: float) -> None:
+    traj = trajectory("hip_thrust", 1)
+    reps = detect_reps(imu_motion("hip_thrust", 1, rate), "hip_thrust")
+    f1, rmse = scored(reps, traj.truth.reps)
+    assert f1 == 1.0
+    assert rmse["mcv_mps"] < 0.025
+
+
+def synthetic(
+    moves: list[tuple[float, float, float]], end: float, rate: float = 200.0
+) -> VerticalMotion:
+    """Min-jerk vertical moves (start s, duration s, rise m), still in between."""
+    t = np.arange(0.0, end, 1.0 / rate)
+    z = np.zeros_like(t)
+    v = np.zeros_like(t)
+    for t0, duration, rise in moves:
+        u = np.clip((t - t0) / duration, 0.0, 1.0)
+        z += rise * u**3 * (10 - 15 * u + 6 * u**2)
+        v += rise / duration * 30 * u**2 * (1 - u) ** 2
+    return VerticalMotion(t, v, z, v == 0.0)
+
+
+def test_known_answers_on_a_synthetic_hip_thrust_set() -> None:
+    moves = []
+    t = 1.0
+    roms = [0.25, 0.25, 0.25, 0.1, 0.25]
+    for rom in roms:
+        moves += [(t, 0.5, rom), (t + 1.2, 1.0, -rom)]
+        t += 3.0
+    reps = detect_reps(synthetic(moves, t + 2.0), "hip_thrust", load_kg=80.0)
+    assert [r.partial for r in reps] == [False, False, False, True, False]
+    for rep, rom, k in zip(reps, roms, range(5), strict=True):
+        assert rep.rom_m == pytest.approx(rom, rel=0.01)
+        assert rep.concentric_start == pytest.approx(1.0 + 3 * k, abs=0.01)
+        assert rep.concentric_s == pytest.approx(0.5, rel=0.04)
+        assert rep.mcv_mps == pytest.approx(rom / 0.5, rel=0.04)
+        assert rep.peak_velocity_mps == pytest.approx(1.875 * rom / 0.5, rel=0.01)
+        assert rep.lockout_hold_s == pytest.approx(0.7, abs=0.04)
+        assert rep.eccentric_s == pytest.approx(1.0, rel=0.04)
+        # Mean of m (g + a) v over a min-jerk rise: m g (rise / T) plus a small inertial term.
+        assert rep.mean_power_w == pytest.approx(80.0 * G * rom / 0.5, rel=0.05)
+
+
+def test_footsteps_and_small_moves_are_not_reps() -> None:
+    # A walk: 2 Hz bounces of 3 cm, a 1 s stop while turning (not still), more bounces.
+    t = np.arange(0.0, 12.0, 0.005)
+    walking = ((t > 1) & (t < 5)) | ((t > 6) & (t < 10))
+    z = np.where(walking, 0.03 * np.sin(2 * np.pi * 2.0 * t), 0.0)
+    v = np.where(walking, 0.03 * 2 * np.pi * 2.0 * np.cos(2 * np.pi * 2.0 * t), 0.0)
+    at_rest = (t < 1) | (t > 10)
+    assert detect_reps(VerticalMotion(t, v, z, at_rest), "bodyweight_hip_thrust") == []
+    # A 5 cm lift of the bar (unracking) is too small for a squat.
+    small = synthetic([(1.0, 0.7, 0.05), (3.0, 0.7, -0.05)], 5.0)
+    assert detect_reps(small, "squat") == []
+    # Standing up from the floor travels far more than any hip thrust.
+    stand = synthetic([(1.0, 1.8, 0.8), (4.0, 1.8, -0.8)], 7.0)
+    assert detect_reps(stand, "bodyweight_hip_thrust") == []
+
+
+def test_unknown_exercise_and_bad_load_are_refused() -> None:
+    with pytest.raises(ValueError, match="bench_press"):
+        RepDetector("bench_press")
+    with pytest.raises(ValueError, match="load_kg"):
+        RepDetector("squat", load_kg=-5.0)
+    assert RepDetector("squat").update(VerticalMotion.empty()) == []

@@ -1,0 +1,172 @@
+"""Sets from reps: gaps, rest-pauses, per-set velocity figures and the velocity-loss alert."""
+
+from __future__ import annotations
+
+import math
+from functools import cache
+
+import numpy as np
+import pytest
+
+from firmware_protocol.virtual.imu_model import ImuSimulator, random_mounting
+from firmware_protocol.virtual.motion import Trajectory
+from firmware_protocol.virtual.scenario import Scenario
+from sensorhub.analysis.reps import Rep, detect_reps
+from sensorhub.analysis.sets import (
+    DEFAULT_SET_GAP_S,
+    SetSummary,
+    SetTracker,
+    VelocityLossAlert,
+    group_sets,
+)
+from sensorhub.analysis.velocity import vertical_motion
+
+G = 9.80665
+
+
+def rep(index: int, t0: float, mcv: float, *, partial: bool = False, length: float = 3.0) -> Rep:
+    return Rep(
+        index=index,
+        t_start=t0,
+        t_end=t0 + length,
+        eccentric_start=t0 + 1.5,
+        eccentric_end=t0 + length,
+        concentric_start=t0,
+        concentric_end=t0 + 0.5,
+        lockout_start=t0 + 0.5,
+        lockout_end=t0 + 1.5,
+        mcv_mps=mcv,
+        peak_velocity_mps=1.8 * mcv,
+        mpv_mps=1.1 * mcv,
+        rom_m=0.5 * mcv,
+        concentric_s=0.5,
+        eccentric_s=1.5,
+        lockout_hold_s=1.0,
+        time_under_tension_s=length,
+        partial=partial,
+        mean_power_w=None,
+    )
+
+
+def session() -> list[Rep]:
+    """Set 1: 4 reps, a 20 s rest-pause, 2 more (one partial); 90 s rest; set 2: 3 reps."""
+    mcvs = [0.80, 0.82, 0.75, 0.70, 0.66, 0.40, 0.62]
+    starts = [0.0, 3.5, 7.0, 10.5, 33.5, 37.0, 40.5]
+    reps = [
+        rep(i + 1, t, m, partial=i == 5) for i, (t, m) in enumerate(zip(starts, mcvs, strict=True))
+    ]
+    reps += [rep(8 + i, 133.5 + 3.5 * i, m) for i, m in enumerate([0.7, 0.68, 0.6])]
+    return reps
+
+
+def test_sets_rest_pauses_and_velocity_figures() -> None:
+    sets = group_sets(session())
+    assert [s.index for s in sets] == [1, 2]
+    first, second = sets
+    assert len(first.reps) == 7
+    assert first.rep_count == 6
+    assert first.rest_pauses_s == pytest.approx((20.0,))
+    assert first.rest_before_s is None
+    assert first.t_start == 0.0
+    assert first.t_end == 43.5
+    assert first.best_mcv_mps == 0.82
+    assert first.last_mcv_mps == 0.62
+    assert first.mean_mcv_mps == pytest.approx(sum([0.8, 0.82, 0.75, 0.7, 0.66, 0.62]) / 6)
+    assert first.velocity_loss_pct == pytest.approx((0.82 - 0.62) / 0.82 * 100)
+    assert second.rep_count == 3
+    assert second.rest_before_s == pytest.approx(90.0)
+    assert second.rest_pauses_s == ()
+    assert second.velocity_loss_pct == pytest.approx((0.7 - 0.6) / 0.7 * 100)
+
+
+def test_alert_when_the_rep_crossing_the_threshold_completes_once_per_set() -> None:
+    tracker = SetTracker(velocity_loss_alert_pct=20.0)
+    out: list[list[VelocityLossAlert | SetSummary]] = [tracker.add(r) for r in session()]
+    alerts = [(i, item) for i, items in enumerate(out) for item in items]
+    # Rep 7 (0.62 after a best of 0.82: 24 %) crosses; the partial rep 6 does not count.
+    first_alert = [a for _, a in alerts if isinstance(a, VelocityLossAlert)]
+    assert len(first_alert) == 1
+    alert = first_alert[0]
+    assert (alert.set_index, alert.rep_index) == (1, 7)
+    assert alert.velocity_loss_pct == pytest.approx(24.39, abs=0.01)
+    assert alert.threshold_pct == 20.0
+    assert alert.t == 43.5
+    # The first rep of set 2 shows set 1 has ended.
+    assert [type(x) for x in out[7]] == [SetSummary]
+    assert isinstance(out[7][0], SetSummary)
+    assert out[7][0].index == 1
+    assert tracker.tick(150.0) == []
+    closed = tracker.tick(143.5 + DEFAULT_SET_GAP_S)
+    assert [s.index for s in closed] == [2]
+    assert tracker.flush() == []
+
+
+def test_a_lower_threshold_alerts_earlier_and_streaming_matches_batch() -> None:
+    tracker = SetTracker(velocity_loss_alert_pct=10.0)
+    items = [item for r in session() for item in tracker.add(r)] + tracker.flush()
+    alerts = [a for a in items if isinstance(a, VelocityLossAlert)]
+    assert [(a.set_index, a.rep_index) for a in alerts] == [(1, 4), (2, 10)]
+    sets = [s for s in items if isinstance(s, SetSummary)]
+    assert sets == group_sets(session())
+
+
+def test_gap_sets_the_boundary_between_rest_pause_and_rest() -> None:
+    assert [len(s.reps) for s in group_sets(session(), set_gap_s=15.0)] == [4, 3, 3]
+    assert [len(s.reps) for s in group_sets(session(), set_gap_s=100.0)] == [10]
+    assert group_sets([]) == []
+
+
+def test_a_set_of_partial_reps_only_has_no_velocities() -> None:
+    (only,) = group_sets([rep(1, 0.0, 0.5, partial=True)])
+    assert only.rep_count == 0
+    assert math.isnan(only.best_mcv_mps)
+    assert only.velocity_loss_pct == 0.0
+
+
+def test_bad_settings_are_refused() -> None:
+    with pytest.raises(ValueError, match="set_gap_s"):
+        SetTracker(set_gap_s=2.0)
+    with pytest.raises(ValueError, match="velocity_loss_alert_pct"):
+        SetTracker(velocity_loss_alert_pct=0.0)
+
+
+@cache
+def detected(name: str, seed: int, sets: int | None = None) -> tuple[Trajectory, list[Rep]]:
+    if sets is None:
+        traj = Trajectory.from_scenario(Scenario.preset(name), seed)
+    else:
+        scenario = Scenario.random(name, np.random.default_rng(seed), sets=sets)  # type: ignore[arg-type]
+        traj = Trajectory.from_scenario(scenario, seed)
+    rng = np.random.default_rng([seed, 7])
+    t = np.arange(0.0, traj.duration_s, 0.005)
+    sim = ImuSimulator(traj, traj.lift_body, mounting=random_mounting(rng), rng=rng)
+    accel, gyro = sim.measure(t, accel_range_g=16, gyro_range_dps=2000, odr_hz=200.0)
+    motion = vertical_motion(
+        t, accel * (16 * G / 32768), gyro * (math.radians(2000) / 32768), 200.0
+    )
+    return traj, detect_reps(motion, name)
+
+
+@pytest.mark.parametrize("name", ["hip_thrust", "bodyweight_hip_thrust", "squat", "deadlift"])
+def test_presets_sets_counted_exactly_with_rest_pauses_inside(name: str) -> None:
+    # The presets rest only 18-25 s between sets (10-12 s rest-pauses): a 15 s gap.
+    traj, reps = detected(name, 3)
+    sets = group_sets(reps, set_gap_s=15.0)
+    truth = traj.truth.sets
+    assert [s.rep_count for s in sets] == [s.reps for s in truth]
+    assert [len(s.reps) for s in sets] == [s.reps + s.partial_reps for s in truth]
+    for got, true in zip(sets, truth, strict=True):
+        assert got.rest_pauses_s == pytest.approx(true.rest_pauses, abs=1.5)
+        assert got.best_mcv_mps == pytest.approx(true.best_mcv_mps, abs=0.04)
+        assert got.mean_mcv_mps == pytest.approx(true.mean_mcv_mps, abs=0.03)
+        assert got.velocity_loss_pct == pytest.approx(true.velocity_loss_pct, abs=6.0)
+        if got.rest_before_s is not None:
+            assert got.rest_before_s == pytest.approx(true.rest_before_s, abs=1.5)
+
+
+@pytest.mark.parametrize(("name", "seed"), [("squat", 11), ("hip_thrust", 12)])
+def test_random_sessions_with_the_default_gap(name: str, seed: int) -> None:
+    traj, reps = detected(name, seed, 3)
+    sets = group_sets(reps)
+    assert [s.rep_count for s in sets] == [s.reps for s in traj.truth.sets]
+    assert [len(s.rest_pauses_s) for s in sets] == [len(s.rest_pauses) for s in traj.truth.sets]
