@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import re
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +16,7 @@ from sensorhub.errors import ConfigError, StateError
 from sensorhub.hub import Hub
 from sensorhub.registry import RegisteredSensor, SensorRegistry
 from sensorhub.state import ENV_VAR, default_state_dir
+from tests.processes import emulate
 
 
 def sensorhub(*args: str, state: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -85,25 +83,8 @@ def test_bad_ble_option_is_a_clear_error(tmp_path: Path) -> None:
 
 async def test_scan_pair_then_stream_across_processes(tmp_path: Path) -> None:
     """emulate in one process; scan, pair (CLI) and a hub in others, over HCI-over-TCP."""
-    emulator = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "sensorhub",
-        "emulate",
-        "--hci",
-        "tcp-server:127.0.0.1:0",
-        "--seed",
-        "21",
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    assert emulator.stderr is not None
-    try:
-        async with asyncio.timeout(30):
-            pattern = re.compile(rb"tcp-client:127\.0\.0\.1:(\d+)")
-            while not (match := pattern.search(await emulator.stderr.readline())):
-                pass
-        ble = f"tcp-client:127.0.0.1:{int(match.group(1))}"
+    async with emulate("--seed", "21") as (port, _process):
+        ble = f"tcp-client:127.0.0.1:{port}"
 
         def run(*args: str) -> subprocess.CompletedProcess[str]:
             return sensorhub(*args, "--ble", ble, state=tmp_path)
@@ -134,7 +115,3 @@ async def test_scan_pair_then_stream_across_processes(tmp_path: Path) -> None:
         async with Radio(ble, state_dir=tmp_path) as radio, Hub(radio, registry, on_batch=count):
             async with asyncio.timeout(15):
                 await enough.wait()
-    finally:
-        emulator.send_signal(signal.SIGINT)
-        async with asyncio.timeout(10):
-            await emulator.wait()

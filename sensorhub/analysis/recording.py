@@ -152,3 +152,27 @@ def _resample(t: FloatArray, values: FloatArray, rate: float, native: float) -> 
     grid = np.arange(t[0], t[-1], 1.0 / rate)
     resampled = np.column_stack([np.interp(grid, t, values[:, i]) for i in range(values.shape[1])])
     return Segment(t=grid, accel=resampled[:, 0:3], gyro=resampled[:, 3:6], rate_hz=rate)
+
+
+def still_window(
+    segment: Segment, *, seconds: float = 1.0, max_gyro_rps: float = 0.1, max_accel_dev: float = 0.4
+) -> tuple[float, float] | None:
+    """Return the first span of ``seconds`` in which the sensor lies still, or None.
+
+    Still: angular rate below ``max_gyro_rps`` and acceleration within ``max_accel_dev``
+    m/s² of gravity throughout. The pelvis's neutral pose is taken from such a span when
+    a recording carries no calibration of its own.
+    """
+    still = (np.linalg.norm(segment.gyro, axis=1) < max_gyro_rps) & (
+        np.abs(np.linalg.norm(segment.accel, axis=1) - G) < max_accel_dev
+    )
+    need = max(2, round(seconds * segment.rate_hz))
+    if len(still) < need:
+        return None
+    full = np.flatnonzero(
+        np.convolve(still.astype(np.int64), np.ones(need, np.int64), "valid") == need
+    )
+    if not len(full):
+        return None
+    first = int(full[0])
+    return float(segment.t[first]), float(segment.t[first + need - 1])

@@ -1,0 +1,244 @@
+"""One athlete's streaming analysis: sensor batches in, events out.
+
+Reps come from the best source the athlete wears: a bar-velocity sensor, else the bar
+IMU, else the pelvis IMU (bodyweight hip thrust). The pelvis IMU gives the tilt. A rep
+is told the moment its movement has ended, once the pelvis samples up to that moment
+are in (sensors deliver in batches, a few tens of milliseconds apart).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Final, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from sensorhub.analysis.events import (
+    Alert,
+    Event,
+    RepCompleted,
+    RepSource,
+    SetCompleted,
+    TiltUpdate,
+)
+from sensorhub.analysis.reps import Rep, RepDetector
+from sensorhub.analysis.sets import SetSummary, SetTracker, VelocityLossAlert
+from sensorhub.analysis.tilt import TiltCalibration, TiltEstimator, rep_tilt
+from sensorhub.analysis.velocity import VerticalVelocityEstimator, transducer_motion
+
+FloatArray = npt.NDArray[np.float64]
+Role = Literal["bar", "pelvis", "bar_velocity"]
+TILT_UPDATE_PERIOD_S: Final = 0.1
+PENDING_REP_TIMEOUT_S: Final = 1.0
+"""A rep waits at most this long (stream time) for the pelvis samples that cover it."""
+TILT_HISTORY_S: Final = 120.0
+
+
+@dataclass
+class AthleteAnalyzer:
+    """Streaming analysis of one athlete's sensors; feed batches in time order per sensor."""
+
+    athlete: str
+    exercise: str
+    rates: dict[Role, float]
+    load_kg: float | None = None
+    velocity_loss_alert_pct: float = 20.0
+    neutral_window: tuple[float, float] | None = None
+    tilt_calibration: TiltCalibration | None = None
+    keep_tilt_trace: bool = False
+    """Keep the whole tilt trace (evaluation); otherwise only the last two minutes."""
+
+    reps: list[Rep] = field(default_factory=list, init=False)
+    sets: list[SetSummary] = field(default_factory=list, init=False)
+
+    def __post_init__(self) -> None:
+        if not self.rates:
+            raise ValueError("an athlete needs at least one sensor")
+        self.rep_source: RepSource
+        if "bar_velocity" in self.rates:
+            self.rep_source = "bar_velocity"
+        elif "bar" in self.rates:
+            self.rep_source = "bar_imu"
+        else:
+            self.rep_source = "pelvis_imu"
+        lift_role: Role = {
+            "bar_velocity": "bar_velocity",
+            "bar_imu": "bar",
+            "pelvis_imu": "pelvis",
+        }[self.rep_source]  # type: ignore[assignment]
+        self._lift_role = lift_role
+        self._velocity = (
+            VerticalVelocityEstimator(self.rates[lift_role])
+            if lift_role != "bar_velocity"
+            else None
+        )
+        self._detector = RepDetector(self.exercise, load_kg=self.load_kg)
+        self._sets = SetTracker(velocity_loss_alert_pct=self.velocity_loss_alert_pct)
+        self._tilt = (
+            TiltEstimator(
+                self.rates["pelvis"],
+                neutral_window=self.neutral_window,
+                calibration=self.tilt_calibration,
+            )
+            if "pelvis" in self.rates
+            else None
+        )
+        self._tilt_t: deque[FloatArray] = deque()
+        self._tilt_deg: deque[FloatArray] = deque()
+        self._tilt_until = -np.inf
+        self._last_tilt_update = -np.inf
+        self._pending: list[Rep] = []
+        self._now = -np.inf
+        self._set_index = 1
+        self._rep_in_set = 0
+
+    # Input ------------------------------------------------------------------------------
+
+    def feed_imu(
+        self, role: Role, t: FloatArray, accel: FloatArray, gyro: FloatArray
+    ) -> list[Event]:
+        """Take a batch from the bar or pelvis IMU; return the events it completes."""
+        events: list[Event] = []
+        if len(t) == 0:
+            return events
+        self._now = max(self._now, float(t[-1]))
+        if role == "pelvis" and self._tilt is not None:
+            events += self._on_tilt(t, self._tilt.update(t, accel, gyro))
+        if role == self._lift_role and self._velocity is not None:
+            events += self._on_reps(self._detector.update(self._velocity.update(t, accel, gyro)))
+        events += self._release_pending()
+        return events
+
+    def feed_transducer(
+        self, t: FloatArray, position: FloatArray, velocity: FloatArray
+    ) -> list[Event]:
+        """Take a batch from the bar-velocity sensor."""
+        if len(t) == 0 or self._lift_role != "bar_velocity":
+            return []
+        self._now = max(self._now, float(t[-1]))
+        events = self._on_reps(self._detector.update(transducer_motion(t, position, velocity)))
+        return events + self._release_pending()
+
+    def tick(self, now: float) -> list[Event]:
+        """Let time pass without data: a set ends once the rest after it is long enough."""
+        self._now = max(self._now, now)
+        events: list[Event] = list(self._release_pending())
+        for summary in self._sets.tick(now):
+            events += self._set_done(summary)
+        return events
+
+    def flush(self) -> list[Event]:
+        """The session ends: finish what is in flight."""
+        events: list[Event] = []
+        if self._velocity is not None:
+            events += self._on_reps(self._detector.update(self._velocity.flush()))
+        events += self._on_reps(self._detector.flush())
+        events += self._release_pending(force=True)
+        for summary in self._sets.flush():
+            events += self._set_done(summary)
+        return events
+
+    # Tilt -------------------------------------------------------------------------------
+
+    def _on_tilt(self, t: FloatArray, tilt: FloatArray) -> list[Event]:
+        self._tilt_t.append(t)
+        self._tilt_deg.append(tilt)
+        self._tilt_until = float(t[-1])
+        if not self.keep_tilt_trace:
+            while self._tilt_t and self._tilt_t[0][-1] < self._tilt_until - TILT_HISTORY_S:
+                self._tilt_t.popleft()
+                self._tilt_deg.popleft()
+        known = np.flatnonzero(np.isfinite(tilt))
+        if len(known) and t[known[-1]] - self._last_tilt_update >= TILT_UPDATE_PERIOD_S:
+            self._last_tilt_update = float(t[known[-1]])
+            return [TiltUpdate(self.athlete, float(t[known[-1]]), round(float(tilt[known[-1]]), 2))]
+        return []
+
+    def tilt_trace(self) -> tuple[FloatArray, FloatArray]:
+        """The tilt kept so far: times (s) and degrees (NaN where not yet known)."""
+        if not self._tilt_t:
+            return np.empty(0), np.empty(0)
+        return np.concatenate(list(self._tilt_t)), np.concatenate(list(self._tilt_deg))
+
+    # Reps and sets ----------------------------------------------------------------------
+
+    def _on_reps(self, reps: list[Rep]) -> list[Event]:
+        self._pending.extend(reps)
+        return []
+
+    def _release_pending(self, *, force: bool = False) -> list[Event]:
+        events: list[Event] = []
+        while self._pending:
+            rep = self._pending[0]
+            covered = self._tilt is None or self._tilt_until >= rep.t_end
+            waited = self._now - rep.t_end >= PENDING_REP_TIMEOUT_S
+            if not (covered or waited or force):
+                break
+            self._pending.pop(0)
+            events += self._rep_done(rep)
+        return events
+
+    def _rep_done(self, rep: Rep) -> list[Event]:
+        events: list[Event] = []
+        items = self._sets.add(rep)
+        for item in items:
+            if isinstance(item, SetSummary):
+                events += self._set_done(item)
+        self.reps.append(rep)
+        self._rep_in_set += 1
+        tilt = None
+        if self._tilt is not None:
+            t, deg = self.tilt_trace()
+            tilt = rep_tilt(
+                t,
+                deg,
+                t_start=rep.t_start,
+                t_end=rep.t_end,
+                concentric_start=rep.concentric_start,
+                lockout_start=rep.lockout_start,
+                lockout_end=rep.lockout_end,
+                partial=rep.partial,
+            )
+        events.append(
+            RepCompleted(
+                self.athlete,
+                self.exercise,
+                self._set_index,
+                self._rep_in_set,
+                rep,
+                tilt,
+                self.rep_source,
+            )
+        )
+        if tilt is not None and tilt.verdict in {"anterior_tilt", "large_range"} and tilt.reason:
+            kind: Literal["anterior_tilt", "large_tilt_range"] = (
+                "anterior_tilt" if tilt.verdict == "anterior_tilt" else "large_tilt_range"
+            )
+            events.append(
+                Alert(self.athlete, rep.t_end, kind, tilt.reason, self._set_index, self._rep_in_set)
+            )
+        for item in items:
+            if isinstance(item, VelocityLossAlert):
+                message = (
+                    f"velocity loss {item.velocity_loss_pct:.0f} % "
+                    f"(threshold {item.threshold_pct:.0f} %)"
+                )
+                events.append(
+                    Alert(
+                        self.athlete,
+                        item.t,
+                        "velocity_loss",
+                        message,
+                        self._set_index,
+                        self._rep_in_set,
+                    )
+                )
+        return events
+
+    def _set_done(self, summary: SetSummary) -> list[Event]:
+        self.sets.append(summary)
+        self._set_index += 1
+        self._rep_in_set = 0
+        return [SetCompleted(self.athlete, self.exercise, summary)]
