@@ -183,6 +183,7 @@ class VirtualSensor:
         self._position_offset = 0.0
         self._bonded = False
         self._connection: Connection | None = None
+        self._dropping: Connection | None = None
         self._commands: asyncio.Queue[tuple[Connection, bytes]] = asyncio.Queue(COMMAND_QUEUE_SIZE)
         kind = profile.kind
         self._stream = (
@@ -262,9 +263,25 @@ class VirtualSensor:
         return (self.profile.clock_offset_us + ticks) & 0xFFFFFFFF
 
     async def drop_link(self) -> None:
-        """Drop the connection as a radio fade would (the sensor keeps sampling)."""
-        if self._connection is not None:
-            await self._connection.disconnect()
+        """Drop the connection as a radio fade would (the sensor keeps sampling).
+
+        From this moment no frame is sent on the dying link; frames already handed to the
+        radio are let through first. So the sensor's count of undelivered frames is
+        exact, which is what tests hold the hub's loss accounting to.
+        """
+        connection = self._connection
+        if connection is None:
+            return
+        self._dropping = connection
+        try:
+            host_connection = self.device.host.connections.get(connection.handle)
+            if host_connection is not None:
+                with contextlib.suppress(ValueError):
+                    async with asyncio.timeout(1.0):
+                        await host_connection.acl_packet_queue.drain(connection.handle)
+            await connection.disconnect()
+        finally:
+            self._dropping = None
 
     def status_frame(self) -> StatusFrame:
         """The status the sensor reports now."""
@@ -523,7 +540,8 @@ class VirtualSensor:
     async def _deliver(self, frame: ImuDataFrame | BarDataFrame, count: int) -> None:
         connection = self._encrypted_connection()
         delivered = False
-        if connection is not None and Fault.SILENT not in self.faults:
+        dropping = connection is not None and connection is self._dropping
+        if connection is not None and Fault.SILENT not in self.faults and not dropping:
             try:
                 await self.device.notify_subscriber(connection, self._data_char, bytes(frame))
                 delivered = self._subscribed(connection, self._data_char)
