@@ -54,7 +54,8 @@ class ReferenceCentral:
     async def __aexit__(self, *exc_info: object) -> None:
         for connection in list(self.device.connections.values()):
             with contextlib.suppress(Exception):
-                await connection.disconnect()
+                async with asyncio.timeout(2.0):
+                    await connection.disconnect()
 
     async def scan(self, duration: float = 1.0) -> dict[str, Sighting]:
         """Return our sensors heard within ``duration`` seconds, by address."""

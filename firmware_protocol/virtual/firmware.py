@@ -218,11 +218,14 @@ class VirtualSensor:
         runner.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await runner
+        # A peer that already left the air never confirms a disconnect: bounded waits.
         if self._connection is not None:
             with contextlib.suppress(Exception):
-                await self._connection.disconnect()
+                async with asyncio.timeout(2.0):
+                    await self._connection.disconnect()
         with contextlib.suppress(Exception):
-            await self.device.stop_advertising()
+            async with asyncio.timeout(2.0):
+                await self.device.stop_advertising()
 
     async def _run(self) -> None:
         name = self.profile.display_name

@@ -138,7 +138,8 @@ class BumbleHost:
     async def __aexit__(self, *exc_info: object) -> None:
         for connection in list(self.device.connections.values()):
             with contextlib.suppress(Exception):
-                await connection.disconnect()
+                async with asyncio.timeout(2.0):
+                    await connection.disconnect()
         if self._transport is not None:
             with contextlib.suppress(Exception):
                 await self._transport.close()
@@ -381,7 +382,8 @@ class BumbleClient(BaseBleakClient):
         self._peer = None
         if connection is not None:
             with contextlib.suppress(Exception):
-                await connection.disconnect()
+                async with asyncio.timeout(self._timeout):
+                    await connection.disconnect()
 
     async def pair(self, *args: Any, **kwargs: Any) -> None:
         """Bond with the peer (LE Secure Connections)."""
