@@ -531,8 +531,8 @@ def _takeoff(
 
     Slow speeds are lost in noise and in what is left of the drift, which may hold the
     speed a little above zero for a while before the movement: the floor it leaves from is
-    the median of the last ``PLATEAU_S`` of the slow samples of the run in the 0.3 s before
-    it gets fast, when they last at least that long. The takeoff is where the speed, measured from the floor,
+    the median of the slow samples of the run in the 0.3 s before it gets fast, when they
+    last at least ``PLATEAU_S``. The takeoff is where the speed, measured from the floor,
     would have been zero (see the power law below).
     """
     a, first = span
@@ -540,11 +540,9 @@ def _takeoff(
     floor = 0.0
     if first > lo:
         before = w[lo:first]
-        slow_t = t[lo:first][before < 0.3 * w[first]]
-        # A plateau: slow samples lasting a while, not just the foot of the rise. Drift
-        # may tilt it, so its level is taken just before the rise.
-        if len(slow_t) and slow_t[-1] - slow_t[0] >= PLATEAU_S:
-            flat = before[(before < 0.3 * w[first]) & (t[lo:first] >= slow_t[-1] - PLATEAU_S)]
+        flat = before[before < 0.3 * w[first]]
+        # A plateau: slow samples lasting a while, not just the foot of the rise.
+        if len(flat) and t[lo + len(flat) - 1] - t[lo] >= PLATEAU_S:
             floor = max(0.0, float(np.median(flat)))
     slow = np.flatnonzero(w[a:first] <= floor + eps)
     i = a + int(slow[-1]) + 1 if len(slow) else a
