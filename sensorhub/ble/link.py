@@ -98,6 +98,8 @@ class SensorBatch:
     velocity: npt.NDArray[np.float64] | None = None
     lost_before: int = 0
     """Samples lost just before this batch (0 when it follows on exactly)."""
+    frame: bytes = b""
+    """The data frame as it came off the radio, for the session store (re-analysis)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,7 +275,12 @@ class SensorLink:
         self._rate_window.append((float(t[-1]), frame.count))
         if isinstance(frame, ImuDataFrame):
             return SensorBatch(
-                self.address, t, accel=frame.accel, gyro=frame.gyro, lost_before=seen.lost_samples
+                self.address,
+                t,
+                accel=frame.accel,
+                gyro=frame.gyro,
+                lost_before=seen.lost_samples,
+                frame=data,
             )
         return SensorBatch(
             self.address,
@@ -281,6 +288,7 @@ class SensorLink:
             position=frame.position,
             velocity=frame.velocity,
             lost_before=seen.lost_samples,
+            frame=data,
         )
 
     # Connection loop --------------------------------------------------------------------
