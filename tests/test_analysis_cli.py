@@ -15,7 +15,7 @@ from firmware_protocol.virtual.imu_model import ImuSimulator, random_mounting
 from firmware_protocol.virtual.motion import Trajectory
 from firmware_protocol.virtual.scenario import Scenario
 from sensorhub.analysis.athlete import AthleteAnalyzer
-from sensorhub.analysis.events import RepCompleted, SetCompleted, TiltUpdate
+from sensorhub.analysis.events import RepCompleted, SetCompleted, TiltUpdate, VelocityUpdate
 
 
 def measure(traj: Trajectory, body: str, rate: float, seed: int) -> tuple[np.ndarray, ...]:
@@ -50,6 +50,7 @@ def test_rep_events_come_as_each_rep_ends_with_tilt() -> None:
     t = streams["bar"][0]
     delays = []
     tilt_updates = 0
+    velocity: list[VelocityUpdate] = []
     sets_done = 0
     for start in range(0, len(t), 10):
         window = slice(start, start + 10)
@@ -61,6 +62,8 @@ def test_rep_events_come_as_each_rep_ends_with_tilt() -> None:
                     assert event.source == "bar_imu"
                 elif isinstance(event, TiltUpdate):
                     tilt_updates += 1
+                elif isinstance(event, VelocityUpdate):
+                    velocity.append(event)
                 elif isinstance(event, SetCompleted):
                     sets_done += 1
     sets_done += sum(isinstance(e, SetCompleted) for e in analyzer.flush())
@@ -69,6 +72,10 @@ def test_rep_events_come_as_each_rep_ends_with_tilt() -> None:
     assert max(delays) < 2.0  # told as soon as the rep is over, not at the end of the set
     assert sets_done == len(traj.truth.sets)
     assert tilt_updates > 5 * traj.duration_s  # about 10 a second
+    assert 5 * traj.duration_s < len(velocity) <= 10 * traj.duration_s + 1
+    # The live velocity follows the bar: it reaches the concentric speeds of the reps.
+    fastest = max(abs(u.velocity_mps) for u in velocity)
+    assert 0.3 < fastest < 2.0
 
 
 def write_messy_csv(path: Path, exercise: str, seed: int) -> Trajectory:

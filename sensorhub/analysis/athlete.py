@@ -22,6 +22,7 @@ from sensorhub.analysis.events import (
     RepSource,
     SetCompleted,
     TiltUpdate,
+    VelocityUpdate,
 )
 from sensorhub.analysis.reps import Rep, RepDetector
 from sensorhub.analysis.sets import SetSummary, SetTracker, VelocityLossAlert
@@ -30,7 +31,8 @@ from sensorhub.analysis.velocity import VerticalVelocityEstimator, transducer_mo
 
 FloatArray = npt.NDArray[np.float64]
 Role = Literal["bar", "pelvis", "bar_velocity"]
-TILT_UPDATE_PERIOD_S: Final = 0.1
+LIVE_RATE_HZ: Final = 10.0
+"""Default rate of the live streams (tilt, velocity): dashboards, not per sample."""
 PENDING_REP_TIMEOUT_S: Final = 1.0
 """A rep waits at most this long (stream time) for the pelvis samples that cover it."""
 TILT_HISTORY_S: Final = 120.0
@@ -49,6 +51,8 @@ class AthleteAnalyzer:
     tilt_calibration: TiltCalibration | None = None
     keep_tilt_trace: bool = False
     """Keep the whole tilt trace (evaluation); otherwise only the last two minutes."""
+    live_rate_hz: float = LIVE_RATE_HZ
+    """At most this many tilt and velocity updates per second (each)."""
 
     reps: list[Rep] = field(default_factory=list, init=False)
     sets: list[SetSummary] = field(default_factory=list, init=False)
@@ -56,6 +60,10 @@ class AthleteAnalyzer:
     def __post_init__(self) -> None:
         if not self.rates:
             raise ValueError("an athlete needs at least one sensor")
+        if not (0 < self.live_rate_hz <= 1000):
+            raise ValueError(f"live_rate_hz must be in (0, 1000], not {self.live_rate_hz}")
+        self._live_period = 1.0 / self.live_rate_hz
+        self._last_velocity_update = -np.inf
         self.rep_source: RepSource
         if "bar_velocity" in self.rates:
             self.rep_source = "bar_velocity"
@@ -107,7 +115,10 @@ class AthleteAnalyzer:
         if role == "pelvis" and self._tilt is not None:
             events += self._on_tilt(t, self._tilt.update(t, accel, gyro))
         if role == self._lift_role and self._velocity is not None:
-            events += self._on_reps(self._detector.update(self._velocity.update(t, accel, gyro)))
+            motion = self._velocity.update(t, accel, gyro)
+            events += self._on_reps(self._detector.update(motion))
+            if (live := self._velocity.live()) is not None:
+                events += self._on_velocity(*live)
         events += self._release_pending()
         return events
 
@@ -118,7 +129,11 @@ class AthleteAnalyzer:
         if len(t) == 0 or self._lift_role != "bar_velocity":
             return []
         self._now = max(self._now, float(t[-1]))
-        events = self._on_reps(self._detector.update(transducer_motion(t, position, velocity)))
+        motion = transducer_motion(t, position, velocity)
+        events = self._on_reps(self._detector.update(motion))
+        events += self._on_velocity(
+            float(motion.t[-1]), float(motion.velocity[-1]), float(motion.position[-1])
+        )
         return events + self._release_pending()
 
     def tick(self, now: float) -> list[Event]:
@@ -151,10 +166,18 @@ class AthleteAnalyzer:
                 self._tilt_t.popleft()
                 self._tilt_deg.popleft()
         known = np.flatnonzero(np.isfinite(tilt))
-        if len(known) and t[known[-1]] - self._last_tilt_update >= TILT_UPDATE_PERIOD_S:
+        if len(known) and t[known[-1]] - self._last_tilt_update >= self._live_period:
             self._last_tilt_update = float(t[known[-1]])
             return [TiltUpdate(self.athlete, float(t[known[-1]]), round(float(tilt[known[-1]]), 2))]
         return []
+
+    def _on_velocity(self, t: float, velocity: float, height: float) -> list[Event]:
+        if t - self._last_velocity_update < self._live_period:
+            return []
+        self._last_velocity_update = t
+        return [
+            VelocityUpdate(self.athlete, t, round(velocity, 3), round(height, 3), self.rep_source)
+        ]
 
     def tilt_trace(self) -> tuple[FloatArray, FloatArray]:
         """The tilt kept so far: times (s) and degrees (NaN where not yet known)."""

@@ -26,6 +26,23 @@ class TiltUpdate:
 
 
 @dataclass(frozen=True, slots=True)
+class VelocityUpdate:
+    """The bar's vertical velocity and height now (sent at most 10 times a second).
+
+    ``height_m`` is relative to where the lift source's stream started. From the IMU the
+    value trails the live samples by the rest-detection window (about 0.2 s), and inside
+    a movement the velocity is not yet drift-corrected and the height is the movement's
+    start (both are corrected in the rep that follows).
+    """
+
+    athlete: str
+    t: float
+    velocity_mps: float
+    height_m: float
+    source: RepSource
+
+
+@dataclass(frozen=True, slots=True)
 class RepCompleted:
     """A rep, as soon as it has ended, with its velocity metrics and pelvic tilt."""
 
@@ -59,4 +76,4 @@ class Alert:
     rep_in_set: int
 
 
-Event = TiltUpdate | RepCompleted | SetCompleted | Alert
+Event = TiltUpdate | VelocityUpdate | RepCompleted | SetCompleted | Alert

@@ -295,6 +295,21 @@ class VerticalVelocityEstimator:
         self._pending = None
         return VerticalMotion.concatenate([out, tail])
 
+    def live(self) -> tuple[float, float, float] | None:
+        """The latest judged sample for a live view: (t s, velocity m/s, height m).
+
+        Inside a movement the velocity is not yet drift-corrected (that needs the rest
+        after it) and the height is where the movement started; at rest, the final values.
+        None before any sample has been judged.
+        """
+        if not self._started:
+            return None
+        if self._pending is None or len(self._pending.t) == 0:
+            return self._anchor[0], 0.0, self._z
+        t = np.concatenate([[self._anchor[0]], self._pending.t])
+        v = self._uncorrected(t, np.concatenate([[self._anchor[1]], self._pending.az]))
+        return float(t[-1]), float(v[-1]), self._z
+
     # -- window verdicts -------------------------------------------------------------------
 
     def _advance(self, *, final: bool) -> VerticalMotion:
