@@ -204,6 +204,23 @@ def test_stored_calibration_gives_tilt_without_a_neutral_window() -> None:
     assert float(np.sqrt(np.mean(err**2))) <= RMSE_BOUND_DEG
 
 
+def test_calibration_from_the_gravity_measured_at_pairing() -> None:
+    # Pairing records only the accelerometer's mean over a neutral hold; the axis is then
+    # learned from the reps, as with a neutral window.
+    rec = recording("preset-hip_thrust-200")
+    hold = (rec.t >= rec.window[0]) & (rec.t <= rec.window[1])
+    cal = TiltCalibration.from_gravity(rec.accel[hold].mean(axis=0))
+    assert cal.axis_sensor is None
+    assert float(cal.up_sensor @ rec.accel[hold].mean(axis=0)) > 9.0
+    tilt = TiltEstimator(rec.fs, calibration=cal).update(rec.t, rec.accel, rec.gyro)
+    mask = rep_windows(rec) & np.isfinite(tilt)
+    assert mask.sum() > 0.5 * rep_windows(rec).sum()
+    err = tilt[mask] - rec.traj.tilt_deg(rec.t[mask])
+    assert float(np.sqrt(np.mean(err**2))) <= RMSE_BOUND_DEG
+    with pytest.raises(ValueError, match="non-zero 3-vector"):
+        TiltCalibration.from_gravity([0.0, 0.0, 0.0])
+
+
 def test_axis_is_not_learned_from_turning_about_the_vertical() -> None:
     """Turning on the spot never swings the vertical away from neutral: no axis, no tilt."""
     fs = 200.0

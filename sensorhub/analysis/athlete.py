@@ -25,7 +25,12 @@ from sensorhub.analysis.events import (
     VelocityUpdate,
 )
 from sensorhub.analysis.reps import Rep, RepDetector
-from sensorhub.analysis.sets import SetSummary, SetTracker, VelocityLossAlert
+from sensorhub.analysis.sets import (
+    DEFAULT_SET_GAP_S,
+    SetSummary,
+    SetTracker,
+    VelocityLossAlert,
+)
 from sensorhub.analysis.tilt import TiltCalibration, TiltEstimator, rep_tilt
 from sensorhub.analysis.velocity import VerticalVelocityEstimator, transducer_motion
 
@@ -47,6 +52,8 @@ class AthleteAnalyzer:
     rates: dict[Role, float]
     load_kg: float | None = None
     velocity_loss_alert_pct: float = 20.0
+    set_gap_s: float = DEFAULT_SET_GAP_S
+    """No rep for this long (s) ends a set; shorter breaks are rest-pauses."""
     neutral_window: tuple[float, float] | None = None
     tilt_calibration: TiltCalibration | None = None
     keep_tilt_trace: bool = False
@@ -83,7 +90,9 @@ class AthleteAnalyzer:
             else None
         )
         self._detector = RepDetector(self.exercise, load_kg=self.load_kg)
-        self._sets = SetTracker(velocity_loss_alert_pct=self.velocity_loss_alert_pct)
+        self._sets = SetTracker(
+            set_gap_s=self.set_gap_s, velocity_loss_alert_pct=self.velocity_loss_alert_pct
+        )
         self._tilt = (
             TiltEstimator(
                 self.rates["pelvis"],

@@ -67,6 +67,7 @@ from dataclasses import dataclass, field
 from typing import Final, Literal
 
 import numpy as np
+import numpy.typing as npt
 
 from sensorhub.analysis.orientation import (
     FloatArray,
@@ -144,6 +145,27 @@ class TiltCalibration:
                 raise ValueError(
                     f"axis_sensor must be a unit 3-vector or None, got {self.axis_sensor!r}"
                 )
+
+    @classmethod
+    def from_gravity(
+        cls, gravity_sensor: npt.ArrayLike, axis_sensor: npt.ArrayLike | None = None
+    ) -> TiltCalibration:
+        """The calibration of a neutral pose measured as the accelerometer's mean at rest.
+
+        ``gravity_sensor`` (3,) is what the accelerometer reads holding the neutral pose
+        still (any unit: it points up in the sensor frame); the neutral quaternion is the
+        shortest rotation taking it to the earth's up.
+        """
+        g = np.asarray(gravity_sensor, dtype=np.float64).reshape(-1)
+        norm = float(np.linalg.norm(g)) if g.shape == (3,) else 0.0
+        if not (np.all(np.isfinite(g)) and norm > 1e-6):
+            raise ValueError(f"gravity_sensor must be a non-zero 3-vector, got {gravity_sensor!r}")
+        u = g / norm
+        q = np.concatenate([[1.0 + u[2]], np.cross(u, _UP)])
+        if np.linalg.norm(q) < 1e-9:  # upside down: any half-turn about a horizontal axis
+            q = np.array([0.0, 1.0, 0.0, 0.0])
+        axis = None if axis_sensor is None else np.asarray(axis_sensor, dtype=np.float64)
+        return cls(q / np.linalg.norm(q), axis)
 
     @property
     def up_sensor(self) -> FloatArray:
