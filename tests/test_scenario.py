@@ -35,22 +35,23 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def test_presets_are_the_four_exercises() -> None:
-    assert Scenario.presets() == sorted(EXERCISES)
+def test_presets_are_the_four_exercises_and_the_demo() -> None:
+    assert Scenario.presets() == sorted([*EXERCISES, "demo"])
 
 
 @pytest.mark.parametrize("name", Scenario.presets())
 def test_every_preset_loads_with_its_bodies(name: str) -> None:
     s = Scenario.preset(name)
-    assert s.exercise == name
+    assert s.exercise == ("hip_thrust" if name == "demo" else name)
     expected = {
         "hip_thrust": ("bar", "pelvis"),
         "bodyweight_hip_thrust": ("pelvis",),
         "squat": ("bar",),
         "deadlift": ("bar",),
+        "demo": ("bar", "pelvis"),
     }
     assert s.bodies == expected[name]
-    assert s.disturbances
+    assert s.disturbances == (name != "demo")  # the demo's rests are too short to walk
     # Presets promise a rest-pause clearly shorter than any rest between sets.
     rests = [p.rest_before_s for p in s.sets[1:]]
     pauses = [rp.pause_s for p in s.sets for rp in p.rest_pauses]

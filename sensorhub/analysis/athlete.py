@@ -111,6 +111,28 @@ class AthleteAnalyzer:
         self._set_index = 1
         self._rep_in_set = 0
 
+    # Settings between sets ------------------------------------------------------------
+
+    def set_load(self, load_kg: float | None) -> None:
+        """The load on the bar from the next rep on (kg; None: unknown, no power)."""
+        if load_kg is not None and not (np.isfinite(load_kg) and load_kg >= 0):
+            raise ValueError(f"load_kg = {load_kg!r}: must be a non-negative number of kg")
+        self.load_kg = load_kg
+        self._detector.load_kg = load_kg
+
+    def recalibrate_tilt(self, neutral_window: tuple[float, float]) -> None:
+        """Measure the neutral pelvis again over ``neutral_window`` (s, on the samples' clock).
+
+        The learned axis is kept; the tilt is unknown (NaN) until the window has passed.
+        """
+        if "pelvis" not in self.rates:
+            raise ValueError(f"{self.athlete} wears no pelvis sensor: there is no tilt to calibrate")
+        self.neutral_window = neutral_window
+        known = self._tilt.calibration if self._tilt is not None else None
+        self._tilt = TiltEstimator(
+            self.rates["pelvis"], neutral_window=neutral_window, calibration=known
+        )
+
     # Input ------------------------------------------------------------------------------
 
     def feed_imu(
