@@ -30,6 +30,7 @@ from sensorhub.analysis.events import (
 from sensorhub.ble.link import SensorStatus
 
 __all__ = [
+    "Record",
     "WallClock",
     "alert_record",
     "event_record",
