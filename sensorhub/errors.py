@@ -29,3 +29,11 @@ class PairingError(BluetoothError):
 
 class SensorCommandError(BluetoothError):
     """A sensor answered a control-point command with an error status."""
+
+
+class MqttError(SensorhubError):
+    """The MQTT broker could not be reached, refused us, or dropped the connection."""
+
+
+class CommandError(SensorhubError, ValueError):
+    """A command (from the MQTT command topic or a person) is malformed or cannot be done now."""

@@ -1,0 +1,705 @@
+"""The MQTT publisher: records in, a stable topic tree out, whether the broker is there or not.
+
+The service calls the publisher's plain methods from the event loop; they never wait.
+What happens to a record depends on what it is worth:
+
+* reps, sets, alerts and session events go into the on-disk :class:`Outbox` first and
+  are published with QoS 1 in ``seq`` order once the broker is there, each deleted only
+  after its PUBACK: a broker away for hours, or a hub restart, loses none of them;
+* retained state (hub status, sensor status, athlete state, Home Assistant configs)
+  keeps only its latest value per topic and is sent again on every connect;
+* live tilt and velocity keep only their latest value per topic and go out with QoS 0 at
+  most ``live_rate_hz`` times a second; stale values are dropped, and counted.
+
+aiomqtt does not reconnect by itself, so one background task keeps a connection up,
+retrying with exponential backoff and jitter. The broker's last will for us is the
+retained ``offline`` hub status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import random
+import secrets
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any, Final
+
+import aiomqtt
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from sensorhub.errors import CommandError, ConfigError, SensorhubError
+from sensorhub.mqtt.commands import Command, error_reply, ok_reply, parse_command, reply_ids
+from sensorhub.mqtt.discovery import Discovery
+from sensorhub.mqtt.outbox import DEFAULT_MAX_MESSAGES, Outbox
+from sensorhub.mqtt.settings import BrokerSettings
+from sensorhub.mqtt.topics import TopicTree
+from sensorhub.records import Record, iso
+
+__all__ = ["CommandHandler", "MqttPublisher"]
+
+log = logging.getLogger(__name__)
+
+CommandHandler = Callable[[Command], Awaitable[dict[str, Any]]]
+
+OUTBOX_WINDOW: Final = 64
+"""QoS 1 messages in flight at once while draining: a backlog drains far faster than one by one."""
+PUBLISH_TIMEOUT_S: Final = 10.0
+CONNECT_TIMEOUT_S: Final = 10.0
+STATE_MIN_INTERVAL_S: Final = 1.0
+"""Athlete state changed only by tilt goes out at most once a second (dashboards, HA's recorder)."""
+SENSOR_STATUS_EVERY_S: Final = 4.0
+"""A sensor status with only counters changed is sent at most this often."""
+LIVE_STALE_S: Final = 2.0
+"""A live value older than this when the broker comes back is no longer live: dropped."""
+MAX_PENDING_COMMANDS: Final = 32
+MAX_PENDING_REPLIES: Final = 256
+_MEANINGFUL_SENSOR_FIELDS: Final = (
+    "role",
+    "athlete",
+    "state",
+    "online",
+    "battery_pct",
+    "last_error",
+    "reconnects",
+)
+_AUTH_CODES: Final = {4, 5, 134, 135}
+"""CONNACK codes for a bad user name, password or authorisation (3.1.1 and 5)."""
+
+
+class MqttPublisher:
+    """Publishes sensorhub's records over MQTT; an async context manager.
+
+    ``__aenter__`` returns at once: the service runs whether or not the broker is
+    reachable. On a clean ``__aexit__`` the outbox is given ``shutdown_timeout_s`` to
+    drain, then the retained hub status says ``offline`` and the client disconnects.
+    """
+
+    def __init__(
+        self,
+        settings: BrokerSettings,
+        *,
+        topics: TopicTree,
+        outbox_path: Path,
+        live_rate_hz: float = 10.0,
+        discovery_prefix: str | None = "homeassistant",
+        on_command: CommandHandler | None = None,
+        hub_info: dict[str, Any] | None = None,
+        reconnect_delay_s: tuple[float, float] = (0.5, 30.0),
+        shutdown_timeout_s: float = 2.0,
+        max_outbox_messages: int = DEFAULT_MAX_MESSAGES,
+    ) -> None:
+        if not (math.isfinite(live_rate_hz) and live_rate_hz > 0):
+            raise ConfigError(f"live_rate_hz = {live_rate_hz}: give a rate above 0, e.g. 10")
+        low, high = reconnect_delay_s
+        if not 0 < low <= high:
+            raise ConfigError(
+                f"reconnect_delay_s = {reconnect_delay_s}: use (min, max), 0 < min <= max"
+            )
+        if discovery_prefix is not None:
+            TopicTree(discovery_prefix, "x")  # the same rules as any topic prefix
+        self.settings = settings
+        self.topics = topics
+        self.outbox_path = outbox_path
+        self._interval_s = 1.0 / live_rate_hz
+        self._on_command = on_command
+        self._hub_info: dict[str, Any] = dict(hub_info or {})
+        self._backoff = (low, high)
+        self._shutdown_timeout_s = shutdown_timeout_s
+        self._max_outbox = max_outbox_messages
+        self._tls = settings.ssl_context()
+        self._client_id = settings.client_id or f"sensorhub-{topics.hub}-{secrets.token_hex(4)}"
+        version = self._hub_info.get("version")
+        self._discovery = (
+            Discovery(topics, discovery_prefix, str(version) if version else None)
+            if discovery_prefix is not None
+            else None
+        )
+
+        self._outbox: Outbox | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+        self._connected = False
+        # Outbox: woken when a message is put.
+        self._outbox_ready = asyncio.Event()
+        # Retained: latest payload per topic (b"" clears), what still needs sending.
+        self._retained: dict[str, bytes] = {}
+        self._dirty: dict[str, bool] = {}  # topic -> urgent (else rate-limited)
+        self._retained_sent_at: dict[str, float] = {}
+        self._retained_ready = asyncio.Event()
+        self._discovery_topics: dict[str, None] = {}
+        self._athletes: dict[str, dict[str, Any]] = {}
+        self._sensors: dict[str, tuple[Record, float]] = {}  # address -> (last sent, when)
+        # Live: latest (payload, monotonic time) per topic.
+        self._live: dict[str, tuple[bytes, float]] = {}
+        self._live_next: dict[str, float] = {}
+        self._live_ready = asyncio.Event()
+        # Commands in, replies out.
+        self._commands: asyncio.Queue[tuple[bytes, str | None, bytes | None]] = asyncio.Queue(
+            MAX_PENDING_COMMANDS
+        )
+        self._replies: deque[tuple[bytes, str | None, bytes | None]] = deque()
+        self._replies_ready = asyncio.Event()
+        self._counts = {
+            "published": 0,
+            "reconnects": 0,
+            "dropped_live": 0,
+            "refused": 0,
+            "commands": 0,
+            "dropped_replies": 0,
+        }
+        self._last_error: str | None = None
+        self._ever_connected = False
+        self._reset_backoff = False
+        self._progress = asyncio.Event()
+        """Set whenever the outbox or the replies shrink (a clean shutdown waits on it)."""
+
+    # Lifecycle ------------------------------------------------------------------------
+
+    async def __aenter__(self) -> MqttPublisher:
+        self._outbox = Outbox(self.outbox_path, max_messages=self._max_outbox)
+        if len(self._outbox):
+            log.info(
+                "MQTT outbox holds %d messages from before; sending them first", len(self._outbox)
+            )
+            self._outbox_ready.set()
+        self._set_hub_status()
+        if self._discovery is not None:
+            self._add_discovery(self._discovery.hub())
+        self._runner = asyncio.create_task(self._run(), name="mqtt publisher")
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._stopping.set()
+        runner, self._runner = self._runner, None
+        try:
+            if runner is not None:
+                # The connection task drains and says offline within shutdown_timeout_s;
+                # past a little more than that the broker is not answering: cancel.
+                await asyncio.wait({runner}, timeout=self._shutdown_timeout_s + 2.0)
+                runner.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await runner
+        finally:
+            if self._outbox is not None:
+                if len(self._outbox):
+                    log.warning(
+                        "MQTT: %d messages not yet delivered stay in %s for the next start",
+                        len(self._outbox),
+                        self.outbox_path,
+                    )
+                self._outbox.close()
+
+    async def _run(self) -> None:
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._keep_connected(), name="mqtt connection")
+            worker = tasks.create_task(self._command_worker(), name="mqtt commands")
+            await self._stopping.wait()
+            worker.cancel()
+
+    # What the service calls -------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        """Whether a broker connection is up now."""
+        return self._connected
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        """Counters for status views: published, queued (in the outbox), reconnects, drops."""
+        return {
+            "connected": self._connected,
+            **self._counts,
+            "queued": len(self._outbox) if self._outbox is not None else 0,
+            "last_error": self._last_error,
+        }
+
+    def publish_record(self, record: Record) -> None:
+        """Publish one analysis or session record; routed by ``record["type"]``, never waits."""
+        kind = record.get("type")
+        athlete = record.get("athlete")
+        if kind in {"tilt", "velocity", "rep", "set"} and not isinstance(athlete, str):
+            log.warning("MQTT: a %s record without an athlete is not published", kind)
+            return
+        if isinstance(athlete, str) and athlete:
+            self._see_athlete(athlete)
+        if kind in {"tilt", "velocity"}:
+            assert isinstance(athlete, str)
+            self._put_live(self.topics.athlete(athlete, kind), record)
+            if kind == "tilt":
+                self._update_state(athlete, record, tilt_deg=record.get("tilt_deg"))
+        elif kind == "rep":
+            assert isinstance(athlete, str)
+            self._put(self.topics.athlete(athlete, "reps"), record)
+            self._put(self.topics.events, record)
+            self._update_state(athlete, record, urgent=True, **_rep_state(record, self._athletes))
+        elif kind == "set":
+            assert isinstance(athlete, str)
+            self._put(self.topics.athlete(athlete, "sets"), record)
+            self._put(self.topics.athlete(athlete, "last_set"), record, retain=True)
+            self._put(self.topics.events, record)
+            self._update_state(athlete, record, urgent=True, **_set_state(record))
+        elif kind == "alert":
+            if isinstance(athlete, str) and athlete:
+                self._put(self.topics.athlete(athlete, "alerts"), record)
+            self._put(self.topics.events, record)
+        elif kind == "session":
+            self._put(self.topics.events, record)
+        else:
+            log.warning("MQTT: record type %r is not published", kind)
+
+    def publish_sensor_status(self, record: Record) -> None:
+        """Publish a sensor's retained status, when it changed meaningfully or every few seconds."""
+        address = record.get("address")
+        if not isinstance(address, str) or not address:
+            log.warning("MQTT: a sensor status without an address is not published")
+            return
+        now = time.monotonic()
+        previous = self._sensors.get(address)
+        if previous is not None:
+            last, at = previous
+            changed = any(last.get(k) != record.get(k) for k in _MEANINGFUL_SENSOR_FIELDS)
+            if not changed and now - at < SENSOR_STATUS_EVERY_S:
+                return
+        elif self._discovery is not None:
+            self._add_discovery(
+                self._discovery.sensor(
+                    address,
+                    role=str(record.get("role") or ""),
+                    athlete=str(record.get("athlete") or ""),
+                )
+            )
+        self._sensors[address] = (dict(record), now)
+        self._set_retained(self.topics.sensor_status(address), _json(record), urgent=True)
+
+    def forget_sensor(self, address: str) -> None:
+        """Clear a forgotten sensor's retained status (and its Home Assistant entities)."""
+        self._sensors.pop(address, None)
+        self._set_retained(self.topics.sensor_status(address), b"", urgent=True)
+        if self._discovery is not None:
+            for topic in self._discovery.sensor_topics(address):
+                self._discovery_topics.pop(topic, None)
+                self._set_retained(topic, b"", urgent=True)
+
+    def set_hub_info(self, **fields: Any) -> None:
+        """Add to (or change) the hub status, e.g. ``session_id``; republished retained."""
+        self._hub_info.update(fields)
+        self._set_hub_status()
+
+    # Turning records into messages ------------------------------------------------------
+
+    def _put(self, topic: str, record: Record, *, retain: bool = False) -> None:
+        assert self._outbox is not None, "use MqttPublisher inside 'async with'"
+        try:
+            self._outbox.put(topic, record, qos=1, retain=retain)
+        except SensorhubError as exc:
+            self._counts["refused"] += 1
+            # Said loudly, but not once per record when the disk is full for hours.
+            if self._counts["refused"] in {1, 10, 100} or self._counts["refused"] % 1000 == 0:
+                log.error("MQTT: %s (%d refused)", exc, self._counts["refused"])
+            return
+        except ValueError as exc:
+            self._counts["refused"] += 1
+            log.error("MQTT: %s record not published: %s", record.get("type"), exc)
+            return
+        self._outbox_ready.set()
+
+    def _put_live(self, topic: str, record: Record) -> None:
+        if topic in self._live:
+            self._counts["dropped_live"] += 1  # a newer value wins; the older one was never sent
+        self._live[topic] = (_json(record), time.monotonic())
+        self._live_ready.set()
+
+    def _see_athlete(self, athlete: str) -> None:
+        if athlete in self._athletes:
+            return
+        self._athletes[athlete] = {
+            "type": "athlete_state",
+            "ts": None,
+            "t": None,
+            "athlete": athlete,
+            "exercise": None,
+            "session_id": None,
+            "set_index": None,
+            "reps_in_set": 0,
+            "last_mcv_mps": None,
+            "velocity_loss_pct": None,
+            "tilt_deg": None,
+            "load_kg": None,
+        }
+        if self._discovery is not None:
+            self._add_discovery(self._discovery.athlete(athlete))
+
+    def _update_state(
+        self, athlete: str, record: Record, *, urgent: bool = False, **fields: Any
+    ) -> None:
+        state = self._athletes[athlete]
+        state.update(fields)
+        for key in ("exercise", "session_id", "load_kg"):
+            if record.get(key) is not None:
+                state[key] = record[key]
+        t = record.get("t") or record.get("t_end")
+        state["t"] = t if isinstance(t, int | float) else round(time.time(), 3)
+        state["ts"] = record.get("ts") or iso(state["t"])
+        self._set_retained(self.topics.athlete(athlete, "state"), _json(state), urgent=urgent)
+
+    def _set_hub_status(self) -> None:
+        t = round(time.time(), 3)
+        status = {**self._hub_info, "state": "online", "hub": self.topics.hub, "ts": iso(t), "t": t}
+        self._set_retained(self.topics.hub_status, _json(status), urgent=True)
+
+    def _offline_status(self, reason: str) -> bytes:
+        status = {**self._hub_info, "state": "offline", "hub": self.topics.hub, "reason": reason}
+        if reason == "shutdown":
+            t = round(time.time(), 3)
+            status |= {"ts": iso(t), "t": t}
+        return _json(status)
+
+    def _add_discovery(self, configs: list[tuple[str, dict[str, Any]]]) -> None:
+        for topic, payload in configs:
+            self._discovery_topics[topic] = None
+            self._set_retained(topic, _json(payload), urgent=True)
+
+    def _set_retained(self, topic: str, payload: bytes, *, urgent: bool) -> None:
+        self._retained[topic] = payload
+        self._dirty[topic] = self._dirty.get(topic, False) or urgent
+        self._retained_ready.set()
+
+    # The connection -----------------------------------------------------------------------
+
+    async def _keep_connected(self) -> None:
+        """Connect, serve, and after any failure wait (backoff with jitter) and connect again."""
+        delay = self._backoff[0]
+        while not self._stopping.is_set():
+            failure: str | None = None
+            try:
+                await self._connection()
+            except* aiomqtt.MqttError as group:
+                failure = self._describe(group.exceptions[0])
+            except* SensorhubError as group:
+                failure = str(group.exceptions[0])
+            except* Exception as group:  # a bug must not end publishing for good
+                log.error("MQTT: unexpected error", exc_info=group.exceptions[0])
+                failure = f"unexpected error: {group.exceptions[0]!r}"
+            self._connected = False
+            if failure is None or self._stopping.is_set():
+                return
+            if failure != self._last_error:
+                log.warning("MQTT: %s; retrying", failure)
+            else:
+                log.debug("MQTT: %s; retrying", failure)
+            self._last_error = failure
+            wait = delay * random.uniform(0.75, 1.25)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=wait)
+            # After a connection that worked, start again from the shortest wait.
+            delay = self._backoff[0] if self._reset_backoff else min(delay * 2, self._backoff[1])
+            self._reset_backoff = False
+        self._progress = asyncio.Event()
+        """Set whenever the outbox or the replies shrink (a clean shutdown waits on it)."""
+
+    def _describe(self, exc: BaseException) -> str:
+        broker = self.settings.redacted()
+        if isinstance(exc, aiomqtt.MqttCodeError) and _code(exc.rc) in _AUTH_CODES:
+            return (
+                f"broker {broker} refused the connection ({exc}); check the user name and "
+                "password (the password comes from the environment, not the URL)"
+            )
+        if isinstance(exc, aiomqtt.MqttCodeError) and "refused" in str(exc).lower():
+            return f"broker {broker} refused the connection ({exc})"
+        return f"broker {broker}: {str(exc) or type(exc).__name__}"
+
+    def _client(self) -> aiomqtt.Client:
+        settings = self.settings
+        v5 = settings.protocol == "5"
+        will = aiomqtt.Will(
+            self.topics.hub_status, self._offline_status("connection_lost"), 1, True
+        )
+        return aiomqtt.Client(
+            settings.host,
+            settings.port,
+            username=settings.username,
+            password=settings.password,
+            identifier=self._client_id,
+            protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
+            will=will,
+            # What must survive is in the outbox; a broker-side session would only
+            # replay commands meant for the moment they were sent.
+            clean_session=None if v5 else True,
+            clean_start=True if v5 else mqtt.MQTT_CLEAN_START_FIRST_ONLY,
+            keepalive=settings.keepalive_s,
+            timeout=CONNECT_TIMEOUT_S,
+            tls_context=self._tls,
+            logger=logging.getLogger("sensorhub.mqtt.client"),
+        )
+
+    async def _connection(self) -> None:
+        """One connection's life: announce, subscribe, then send and receive until it breaks."""
+        client = self._client()
+        async with client:
+            self._connected = True
+            self._reset_backoff = True
+            if self._ever_connected:
+                self._counts["reconnects"] += 1
+            self._ever_connected = True
+            if self._last_error is not None:
+                log.info("MQTT: connected to %s again", self.settings.redacted())
+            else:
+                log.info("MQTT: connected to %s", self.settings.redacted())
+            self._last_error = None
+            self._set_hub_status()
+            online = self._retained[self.topics.hub_status]
+            await client.publish(
+                self.topics.hub_status, online, qos=1, retain=True, timeout=PUBLISH_TIMEOUT_S
+            )
+            self._counts["published"] += 1
+            # Everything retained again: the broker may have restarted without persistence.
+            self._mark_retained_dirty(discovery_only=False)
+            if self._retained[self.topics.hub_status] == online:
+                del self._dirty[self.topics.hub_status]
+            await client.subscribe(self.topics.commands, qos=1)
+            if self._discovery is not None:
+                await client.subscribe(self._discovery.birth_topic, qos=1)
+            async with asyncio.TaskGroup() as tasks:
+                senders = [
+                    tasks.create_task(self._receive(client), name="mqtt receive"),
+                    tasks.create_task(self._send_retained(client), name="mqtt retained"),
+                    tasks.create_task(self._send_outbox(client), name="mqtt outbox"),
+                    tasks.create_task(self._send_live(client), name="mqtt live"),
+                    tasks.create_task(self._send_replies(client), name="mqtt replies"),
+                ]
+                tasks.create_task(self._close_when_stopped(client, senders), name="mqtt shutdown")
+
+    def _mark_retained_dirty(self, *, discovery_only: bool) -> None:
+        # Discovery first: Home Assistant must know an entity before its state arrives.
+        topics = list(self._discovery_topics)
+        if not discovery_only:
+            topics += [t for t in self._retained if t not in self._discovery_topics]
+        dirty = dict.fromkeys(topics, True)
+        dirty.update({t: u for t, u in self._dirty.items() if t not in dirty})
+        self._dirty = dirty
+        self._retained_ready.set()
+
+    async def _close_when_stopped(
+        self, client: aiomqtt.Client, senders: list[asyncio.Task[None]]
+    ) -> None:
+        await self._stopping.wait()
+        deadline = time.monotonic() + self._shutdown_timeout_s
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._shutdown_timeout_s):
+                while self._pending_outbox() or self._replies:
+                    self._progress.clear()
+                    await self._progress.wait()
+        for task in senders:
+            task.cancel()
+        with contextlib.suppress(aiomqtt.MqttError):
+            await client.publish(
+                self.topics.hub_status,
+                self._offline_status("shutdown"),
+                qos=1,
+                retain=True,
+                timeout=max(0.5, deadline - time.monotonic()),
+            )
+        log.info("MQTT: disconnecting from %s", self.settings.redacted())
+
+    def _pending_outbox(self) -> int:
+        return len(self._outbox) if self._outbox is not None else 0
+
+    # Senders -------------------------------------------------------------------------------
+
+    async def _send_outbox(self, client: aiomqtt.Client) -> None:
+        """Publish the outbox in ``seq`` order, a window at a time; delete after the PUBACKs."""
+        outbox = self._outbox
+        assert outbox is not None
+        while True:
+            self._outbox_ready.clear()
+            batch = outbox.peek(OUTBOX_WINDOW)
+            if not batch:
+                await self._outbox_ready.wait()
+                continue
+            # paho sends in the order publish is called and tasks start in creation
+            # order, so the window goes out in seq order; the broker keeps that order.
+            async with asyncio.TaskGroup() as window:
+                for message in batch:
+                    window.create_task(
+                        client.publish(
+                            message.topic,
+                            message.payload,
+                            qos=message.qos,
+                            retain=message.retain,
+                            timeout=PUBLISH_TIMEOUT_S,
+                        ),
+                        name=f"mqtt publish seq {message.seq}",
+                    )
+            outbox.ack(batch[-1].seq)
+            self._counts["published"] += len(batch)
+            self._progress.set()
+
+    async def _send_retained(self, client: aiomqtt.Client) -> None:
+        """Publish retained topics that changed; tilt-only state changes at most once a second."""
+        while True:
+            self._retained_ready.clear()
+            now = time.monotonic()
+            wait: float | None = None
+            for topic, urgent in list(self._dirty.items()):
+                due = self._retained_sent_at.get(topic, -math.inf) + STATE_MIN_INTERVAL_S
+                if not urgent and due > now:
+                    wait = due - now if wait is None else min(wait, due - now)
+                    continue
+                payload = self._retained[topic]
+                del self._dirty[topic]
+                await client.publish(topic, payload, qos=1, retain=True, timeout=PUBLISH_TIMEOUT_S)
+                self._counts["published"] += 1
+                self._retained_sent_at[topic] = time.monotonic()
+                if not payload and topic not in self._dirty:
+                    del self._retained[topic]  # cleared at the broker: nothing left to repeat
+            if self._dirty and wait is None:
+                continue  # changed while we were publishing
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._retained_ready.wait(), timeout=wait)
+
+    async def _send_live(self, client: aiomqtt.Client) -> None:
+        """Publish the latest live value per topic, at most once per live interval."""
+        while True:
+            self._live_ready.clear()
+            now = time.monotonic()
+            wait: float | None = None
+            for topic, (payload, made) in list(self._live.items()):
+                if now - made > LIVE_STALE_S:
+                    del self._live[topic]
+                    self._counts["dropped_live"] += 1
+                    continue
+                due = self._live_next.get(topic, -math.inf)
+                if due > now:
+                    wait = due - now if wait is None else min(wait, due - now)
+                    continue
+                del self._live[topic]
+                self._live_next[topic] = now + self._interval_s
+                await client.publish(topic, payload, qos=0, timeout=PUBLISH_TIMEOUT_S)
+                self._counts["published"] += 1
+            if wait is None and self._live:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._live_ready.wait(), timeout=wait)
+
+    async def _send_replies(self, client: aiomqtt.Client) -> None:
+        while True:
+            self._replies_ready.clear()
+            while self._replies:
+                payload, response_topic, correlation = self._replies[0]
+                await client.publish(
+                    self.topics.command_response, payload, qos=1, timeout=PUBLISH_TIMEOUT_S
+                )
+                if response_topic and self.settings.protocol == "5":
+                    properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+                    if correlation is not None:
+                        properties.CorrelationData = correlation
+                    await client.publish(
+                        response_topic,
+                        payload,
+                        qos=1,
+                        properties=properties,
+                        timeout=PUBLISH_TIMEOUT_S,
+                    )
+                self._replies.popleft()
+                self._counts["published"] += 1
+                self._progress.set()
+            await self._replies_ready.wait()
+
+    # Receiving -----------------------------------------------------------------------------
+
+    async def _receive(self, client: aiomqtt.Client) -> None:
+        birth = self._discovery.birth_topic if self._discovery is not None else None
+        async for message in client.messages:
+            topic = message.topic.value
+            payload = message.payload if isinstance(message.payload, bytes) else b""
+            if topic == birth:
+                if payload.strip() == b"online":
+                    log.info("MQTT: Home Assistant is online; sending discovery again")
+                    self._mark_retained_dirty(discovery_only=True)
+            elif topic == self.topics.commands:
+                properties = message.properties
+                response_topic = getattr(properties, "ResponseTopic", None)
+                correlation = getattr(properties, "CorrelationData", None)
+                try:
+                    self._commands.put_nowait((payload, response_topic, correlation))
+                except asyncio.QueueFull:
+                    command_id, name = reply_ids(payload)
+                    busy = f"busy: {MAX_PENDING_COMMANDS} commands are waiting; send it again later"
+                    self._reply(error_reply(command_id, name, busy), response_topic, correlation)
+
+    async def _command_worker(self) -> None:
+        """Carry out commands one at a time, in the order they came."""
+        while True:
+            payload, response_topic, correlation = await self._commands.get()
+            self._counts["commands"] += 1
+            reply = await self._carry_out(payload)
+            self._reply(reply, response_topic, correlation)
+
+    async def _carry_out(self, payload: bytes) -> dict[str, Any]:
+        try:
+            command = parse_command(payload)
+        except CommandError as exc:
+            log.info("MQTT: refused a command: %s", exc)
+            return error_reply(*reply_ids(payload), str(exc))
+        if self._on_command is None:
+            return error_reply(command.id, command.name, "this hub does not take commands")
+        try:
+            result = await self._on_command(command)
+        except SensorhubError as exc:
+            return error_reply(command.id, command.name, str(exc))
+        except Exception as exc:  # a handler's bug must not stop the hub taking commands
+            log.exception("MQTT: command %s failed", command.name)
+            return error_reply(
+                command.id, command.name, f"internal error: {type(exc).__name__}: {exc}"
+            )
+        return ok_reply(command, result)
+
+    def _reply(
+        self, reply: Mapping[str, Any], response_topic: str | None, correlation: bytes | None
+    ) -> None:
+        if len(self._replies) >= MAX_PENDING_REPLIES:
+            self._replies.popleft()  # nobody is reading them while the broker is away
+            self._counts["dropped_replies"] += 1
+        self._replies.append((_json(reply, default=str), response_topic, correlation))
+        self._replies_ready.set()
+
+
+def _json(obj: Mapping[str, Any], *, default: Callable[[Any], Any] | None = None) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), default=default).encode()
+
+
+def _code(rc: object) -> int | None:
+    value = getattr(rc, "value", rc)
+    return value if isinstance(value, int) else None
+
+
+def _rep_state(record: Record, athletes: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    state = athletes.get(str(record.get("athlete")), {})
+    fields: dict[str, Any] = {
+        "set_index": record.get("set_index"),
+        "reps_in_set": record.get("rep_in_set"),
+        "last_mcv_mps": record.get("mcv_mps"),
+    }
+    if "velocity_loss_pct" in record:
+        fields["velocity_loss_pct"] = record["velocity_loss_pct"]
+    elif state.get("set_index") != record.get("set_index"):
+        fields["velocity_loss_pct"] = None  # a new set: the last set's loss is not this one's
+    return fields
+
+
+def _set_state(record: Record) -> dict[str, Any]:
+    return {
+        "set_index": record.get("set_index"),
+        "reps_in_set": record.get("rep_count"),
+        "last_mcv_mps": record.get("last_mcv_mps"),
+        "velocity_loss_pct": record.get("velocity_loss_pct"),
+    }
