@@ -1,0 +1,338 @@
+"""The publisher against a real mosquitto: topics, schemas, retained state, discovery, commands."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import jsonschema
+import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from sensorhub.errors import CommandError
+from sensorhub.mqtt import BrokerSettings, Command, MqttPublisher, Outbox, TopicTree, schema
+from tests.mosquitto import (
+    Mosquitto,
+    Received,
+    alert,
+    rep,
+    sensor_status,
+    session,
+    set_,
+    subscribe,
+    tilt,
+    velocity,
+)
+
+TREE = TopicTree("sensorhub", "rack1")
+BASE = "sensorhub/rack1"
+ANN = f"{BASE}/athletes/ann"
+SENSOR = "AA:BB:CC:DD:EE:01"
+SENSOR_TOPIC = f"{BASE}/sensors/aabbccddee01/status"
+
+
+@pytest.fixture
+async def broker(tmp_path: Path) -> AsyncIterator[Mosquitto]:
+    async with Mosquitto(tmp_path) as mosquitto:
+        yield mosquitto
+
+
+def publisher(broker: Mosquitto, tmp_path: Path, **options: Any) -> MqttPublisher:
+    protocol = options.pop("protocol", "3.1.1")
+    return MqttPublisher(
+        BrokerSettings.from_url(f"{broker.url}?protocol={protocol}"),
+        topics=TREE,
+        outbox_path=tmp_path / "outbox.db",
+        hub_info={"version": "9.9", "session_id": None},
+        reconnect_delay_s=(0.1, 1.0),
+        **options,
+    )
+
+
+async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():  # noqa: ASYNC110 - the publisher's state has no event to wait on
+            await asyncio.sleep(0.02)
+
+
+def schema_for(message: Received) -> str | None:
+    """Which schema a message on the sensorhub tree must follow."""
+    leaf = message.topic.rsplit("/", 1)[-1]
+    if message.topic == f"{BASE}/status":
+        return "hub_status"
+    if message.topic.startswith(f"{BASE}/sensors/"):
+        return "sensor_status"
+    if message.topic == f"{BASE}/events":
+        return str(message.json()["type"])
+    if message.topic == f"{BASE}/commands/response":
+        return "command_response"
+    return {
+        "tilt": "tilt",
+        "velocity": "velocity",
+        "reps": "rep",
+        "sets": "set",
+        "last_set": "set",
+        "alerts": "alert",
+        "state": "athlete_state",
+    }.get(leaf)
+
+
+async def test_every_topic_and_payload(broker: Mosquitto, tmp_path: Path) -> None:
+    async with (
+        subscribe(broker.port, f"{BASE}/#") as seen,
+        publisher(broker, tmp_path, discovery_prefix=None) as hub,
+    ):
+        await until(lambda: hub.connected)
+        hub.publish_record(session("started"))
+        hub.publish_record(tilt("Ann", 1.0, 4.5))
+        hub.publish_record(velocity("Ann", 1.0, 0.4))
+        hub.publish_record(rep("Ann", 1, 1, 2.0))
+        hub.publish_record(set_("Ann", 1, 3.0, reps=1))
+        hub.publish_record(alert("Ann", 3.0))
+        hub.publish_sensor_status(sensor_status(SENSOR))
+        hub.publish_record(session("stopped"))
+        await seen.wait_for(lambda _m: len(seen.on(f"{BASE}/events")) == 5)
+        await seen.wait_for(lambda _m: bool(seen.on(f"{ANN}/state")))
+        await seen.wait_for(lambda _m: bool(seen.on(f"{ANN}/last_set")))
+
+    topics = {m.topic for m in seen.messages}
+    assert topics == {
+        f"{BASE}/status",
+        f"{BASE}/events",
+        SENSOR_TOPIC,
+        *(f"{ANN}/{leaf}" for leaf in ("tilt", "velocity", "reps", "sets", "last_set", "alerts")),
+        f"{ANN}/state",
+    }
+    for message in seen.messages:
+        name = schema_for(message)
+        assert name is not None, message.topic
+        jsonschema.validate(message.json(), schema(name))
+    events = [m.json() for m in seen.on(f"{BASE}/events")]
+    assert [e["type"] for e in events] == ["session", "rep", "set", "alert", "session"]
+    seqs = [e["seq"] for e in events]
+    assert seqs == sorted(seqs)
+    state = seen.on(f"{ANN}/state")[-1].json()
+    assert state["reps_in_set"] == 1
+    assert state["set_index"] == 1
+    assert state["last_mcv_mps"] == 0.45
+    assert state["velocity_loss_pct"] == 25.0
+    assert state["tilt_deg"] == 4.5
+    statuses = [m.json() for m in seen.on(f"{BASE}/status")]
+    assert statuses[0]["state"] == "online"
+    assert statuses[0]["version"] == "9.9"
+    assert statuses[-1] == statuses[-1] | {"state": "offline", "reason": "shutdown"}
+
+
+async def test_retained_topics_and_clean_shutdown(broker: Mosquitto, tmp_path: Path) -> None:
+    async with publisher(broker, tmp_path, discovery_prefix=None) as hub:
+        hub.publish_record(tilt("Ann", 1.0, 4.5))
+        hub.publish_record(rep("Ann", 1, 1, 2.0))
+        hub.publish_record(set_("Ann", 1, 3.0))
+        hub.publish_sensor_status(sensor_status(SENSOR))
+        await until(lambda: hub.stats["published"] > 0)
+        async with subscribe(broker.port, f"{BASE}/status") as status:
+            await status.wait_for(lambda m: bool(m) and m[-1].json()["state"] == "online")
+            assert status.messages[0].retain
+        hub.set_hub_info(session_id=7)
+        await until(lambda: hub.stats["queued"] == 0)
+        await asyncio.sleep(0.3)  # the retained state and session id go out right after
+    async with subscribe(broker.port, f"{BASE}/#") as late:
+        await late.wait_for(lambda m: len(m) >= 4)
+        await asyncio.sleep(0.2)
+    retained = {m.topic: m.json() for m in late.messages}
+    assert all(m.retain for m in late.messages)
+    assert set(retained) == {f"{BASE}/status", SENSOR_TOPIC, f"{ANN}/last_set", f"{ANN}/state"}
+    assert retained[f"{BASE}/status"]["state"] == "offline"
+    assert retained[f"{BASE}/status"]["reason"] == "shutdown"
+    assert retained[f"{BASE}/status"]["session_id"] == 7
+    assert retained[f"{ANN}/state"]["tilt_deg"] == 4.5
+    with Outbox(tmp_path / "outbox.db") as outbox:
+        assert len(outbox) == 0
+
+
+DISCOVERY = "homeassistant/+/+/+/config"
+
+
+async def test_discovery_on_connect_and_on_birth_only(broker: Mosquitto, tmp_path: Path) -> None:
+    async with (
+        subscribe(broker.port, DISCOVERY) as configs,
+        publisher(broker, tmp_path) as hub,
+    ):
+        await configs.wait_for(lambda m: len(m) == 1)  # the hub's own entity, on connect
+        hub.publish_record(rep("Ann", 1, 1, 2.0))  # an athlete first seen while connected
+        hub.publish_sensor_status(sensor_status(SENSOR))
+        await configs.wait_for(lambda m: len(m) == 7)
+        first = {m.topic: m.json() for m in configs.messages}
+        for i in range(2, 6):
+            hub.publish_record(rep("Ann", 1, i, 2.0 + i))
+            hub.publish_record(tilt("Ann", 2.0 + i, float(i)))
+            hub.publish_sensor_status(
+                sensor_status(SENSOR, state="backing_off" if i % 2 else "streaming")
+            )
+        await until(lambda: hub.stats["queued"] == 0)
+        await asyncio.sleep(0.5)
+        assert len(configs.messages) == 7, "updates must not send discovery again"
+        async with aiomqtt.Client("127.0.0.1", broker.port) as ha:
+            await ha.publish("homeassistant/status", b"offline")
+            await asyncio.sleep(0.2)
+            assert len(configs.messages) == 7, "only HA's 'online' sends discovery again"
+            await ha.publish("homeassistant/status", b"online")
+        await configs.wait_for(lambda m: len(m) == 14)
+        assert {m.topic: m.json() for m in configs.messages[7:]} == first
+
+    unique_ids = [c["unique_id"] for c in first.values()]
+    assert len(set(unique_ids)) == len(unique_ids)
+    state_fields = set(schema("athlete_state")["properties"])
+    sensor_fields = set(schema("sensor_status")["properties"])
+    for topic, config in first.items():
+        component = topic.split("/")[1]
+        assert component in {"sensor", "binary_sensor"}
+        assert config["device"]["identifiers"]
+        assert config["state_topic"].startswith(BASE + "/")
+        if "availability" in config:
+            assert config["availability"][0]["topic"] == f"{BASE}/status"
+            assert config["availability"][0]["value_template"] == "{{ value_json.state }}"
+        if config["state_topic"].endswith("/state"):
+            field = config["value_template"].split("value_json.")[1].split()[0]
+            assert field in state_fields
+            assert config["state_class"] == "measurement"
+        if config["state_topic"] == SENSOR_TOPIC:
+            field = config["value_template"].split("value_json.")[1].split()[0]
+            assert field in sensor_fields
+    by_name = {c["name"]: c for c in first.values()}
+    assert by_name["Last mean concentric velocity"]["unit_of_measurement"] == "m/s"
+    assert by_name["Velocity loss"]["unit_of_measurement"] == "%"
+    assert by_name["Pelvic tilt"]["unit_of_measurement"] == "°"
+    assert by_name["Battery"]["device_class"] == "battery"
+    assert by_name["Connection"]["device_class"] == "connectivity"
+
+
+async def test_live_topics_are_rate_limited_latest_wins(broker: Mosquitto, tmp_path: Path) -> None:
+    async with (
+        subscribe(broker.port, f"{ANN}/tilt", f"{ANN}/state") as seen,
+        publisher(broker, tmp_path, discovery_prefix=None, live_rate_hz=10.0) as hub,
+    ):
+        await until(lambda: hub.connected)
+        for i in range(100):
+            hub.publish_record(tilt("Ann", i / 100, float(i)))
+            await asyncio.sleep(0.01)
+        await seen.wait_for(lambda _m: seen.on(f"{ANN}/tilt")[-1].json()["tilt_deg"] == 99.0)
+        await asyncio.sleep(0.3)
+        live = seen.on(f"{ANN}/tilt")
+        assert 5 <= len(live) <= 13, len(live)
+        assert not any(m.retain for m in live)
+        assert hub.stats["dropped_live"] >= 100 - len(live) - 1
+        # The retained state follows tilt at most once a second.
+        assert 1 <= len(seen.on(f"{ANN}/state")) <= 3
+        await seen.wait_for(lambda _m: seen.on(f"{ANN}/state")[-1].json()["tilt_deg"] == 99.0)
+
+
+async def test_sensor_status_without_floods_and_forget(broker: Mosquitto, tmp_path: Path) -> None:
+    async with (
+        subscribe(broker.port, SENSOR_TOPIC) as seen,
+        publisher(broker, tmp_path, discovery_prefix=None) as hub,
+    ):
+        for frames in range(50):
+            hub.publish_sensor_status(sensor_status(SENSOR, frames=frames))
+        await seen.wait_for(lambda m: len(m) == 1)
+        hub.publish_sensor_status(sensor_status(SENSOR, state="backing_off", frames=60))
+        await seen.wait_for(lambda m: len(m) == 2)
+        assert seen.messages[-1].json()["online"] is False
+        hub.forget_sensor(SENSOR)
+        await seen.wait_for(lambda m: len(m) == 3)
+        assert seen.messages[-1].payload == b""
+    async with subscribe(broker.port, f"{BASE}/sensors/#") as late:
+        await asyncio.sleep(0.3)
+    assert late.messages == [], "a forgotten sensor leaves no retained status"
+
+
+async def handler(command: Command) -> dict[str, Any]:
+    if command.name == "calibrate":
+        raise CommandError(f"{command.args['athlete']!r} has no pelvis sensor")
+    if command.name == "forget":
+        raise RuntimeError("a bug in the handler")
+    return {"done": command.name, **command.args}
+
+
+@pytest.mark.parametrize("protocol", ["3.1.1", "5"])
+async def test_commands_are_answered_even_after_garbage(
+    broker: Mosquitto, tmp_path: Path, protocol: str
+) -> None:
+    v5 = protocol == "5"
+    replies_to = f"{BASE}/commands/response"
+    async with (
+        subscribe(
+            broker.port,
+            replies_to,
+            "client/inbox",
+            protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
+        ) as replies,
+        publisher(
+            broker, tmp_path, discovery_prefix=None, on_command=handler, protocol=protocol
+        ) as hub,
+        aiomqtt.Client(
+            "127.0.0.1",
+            broker.port,
+            protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
+        ) as client,
+    ):
+        await until(lambda: hub.connected)
+        await asyncio.sleep(0.2)  # its subscription to the command topic is in place
+        garbage = [b"\xff\x00", b"not json", b"[1, 2]", b'{"command": "explode", "id": "g4"}']
+        for payload in garbage:
+            await client.publish(f"{BASE}/commands", payload, qos=1)
+        await client.publish(
+            f"{BASE}/commands", b'{"command": "calibrate", "athlete": "Ann", "id": "c"}', qos=1
+        )
+        await client.publish(
+            f"{BASE}/commands", b'{"command": "forget", "address": "AA:BB:CC:DD:EE:FF"}', qos=1
+        )
+        properties = None
+        if v5:
+            properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            properties.ResponseTopic = "client/inbox"
+            properties.CorrelationData = b"corr-1"
+        await client.publish(
+            f"{BASE}/commands",
+            json.dumps({"command": "set_load", "athlete": "Ann", "load_kg": 80, "id": "ok"}),
+            qos=1,
+            properties=properties,
+        )
+        await replies.wait_for(lambda _m: len(replies.on(replies_to)) == 7)
+        if v5:
+            await replies.wait_for(lambda _m: len(replies.on("client/inbox")) == 1)
+
+    answers = [m.json() for m in replies.on(replies_to)]
+    for answer in answers:
+        jsonschema.validate(answer, schema("command_response"))
+    assert [a["ok"] for a in answers] == [False] * 6 + [True]
+    assert "not UTF-8" in answers[0]["error"]
+    assert "not JSON" in answers[1]["error"]
+    assert "JSON object" in answers[2]["error"]
+    assert answers[3]["id"] == "g4"
+    assert "unknown command 'explode'" in answers[3]["error"]
+    assert answers[4] == {
+        "id": "c",
+        "command": "calibrate",
+        "ok": False,
+        "error": "'Ann' has no pelvis sensor",
+    }
+    assert answers[5]["command"] == "forget"
+    assert "internal error" in answers[5]["error"]
+    assert answers[6] == {
+        "id": "ok",
+        "command": "set_load",
+        "ok": True,
+        "result": {"done": "set_load", "athlete": "Ann", "load_kg": 80.0},
+    }
+    if v5:
+        (direct,) = replies.on("client/inbox")
+        assert direct.json() == answers[6]
+        assert direct.correlation == b"corr-1"
+    else:
+        assert replies.on("client/inbox") == []
