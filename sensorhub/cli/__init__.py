@@ -11,7 +11,7 @@ from typing import Any
 
 from firmware_protocol import FirmwareProtocolError
 from sensorhub import __version__
-from sensorhub.cli import analysis, demo, emulate, sensors
+from sensorhub.cli import analysis, demo, emulate, sensors, sessions
 from sensorhub.errors import SensorhubError
 
 Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
         module.add_parser(commands)
     sensors.add_parsers(commands)
     analysis.add_parsers(commands)
+    sessions.add_parsers(commands)
     return parser
 
 
