@@ -438,6 +438,8 @@ class MqttPublisher:
             keepalive=settings.keepalive_s,
             timeout=CONNECT_TIMEOUT_S,
             tls_context=self._tls,
+            # paho checks the host name itself unless told not to (insecure=1 says so).
+            tls_insecure=settings.insecure if settings.tls else None,
             logger=logging.getLogger("sensorhub.mqtt.client"),
         )
 

@@ -149,7 +149,23 @@ class BrokerSettings:
             # Asked for by name in the URL: a test broker with a throwaway certificate.
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
+        context.sslsocket_class = _ClosingSSLSocket
         return context
+
+
+class _ClosingSSLSocket(ssl.SSLSocket):
+    """An SSL socket that closes itself when the handshake fails.
+
+    paho-mqtt drops the socket unclosed when the broker's certificate is refused, and the
+    garbage collector then complains about it long after, somewhere unrelated.
+    """
+
+    def do_handshake(self, block: bool = False) -> None:
+        try:
+            super().do_handshake(block)
+        except BaseException:
+            self.close()
+            raise
 
 
 def _redact(url: str) -> str:
