@@ -31,20 +31,26 @@ from typing import Any, Final, Self
 import numpy as np
 import numpy.typing as npt
 
-from sensorhub.analysis.reps import EXERCISE_LIMITS
 from sensorhub.ble.link import SensorBatch
 from sensorhub.errors import ConfigError, StateError
 from sensorhub.records import iso
 from sensorhub.registry import RegisteredSensor
 from sensorhub.store._errors import state_error
 from sensorhub.store._lock import WriterLock, writer_alive
+from sensorhub.store._rows import (
+    athlete_settings,
+    check_load,
+    from_sql,
+    sql_name,
+    statements,
+    to_sql,
+)
 from sensorhub.store.schema import (
     APPLICATION_ID,
     MIGRATIONS,
     RECORD_COLUMNS,
     RECORD_TABLES,
     SCHEMA_VERSION,
-    Column,
 )
 
 log = logging.getLogger(__name__)
@@ -138,7 +144,7 @@ class SessionStore:
             for step in range(version + 1, SCHEMA_VERSION + 1):
                 # executescript() would commit first: one statement at a time keeps a
                 # migration all-or-nothing.
-                for statement in _statements(MIGRATIONS[step]):
+                for statement in statements(MIGRATIONS[step]):
                     conn.execute(statement)
             conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -310,7 +316,7 @@ class SessionStore:
         settings, so a replay uses the same). ``clock_offset_s`` is Unix minus monotonic
         time (``WallClock.offset_s``).
         """
-        settings = {name: _athlete_settings(name, value) for name, value in athletes.items()}
+        settings = {name: athlete_settings(name, value) for name, value in athletes.items()}
         if not math.isfinite(clock_offset_s):
             raise ConfigError(f"clock_offset_s must be a finite number, not {clock_offset_s!r}")
         with self._writing("start a session") as conn:
@@ -345,7 +351,7 @@ class SessionStore:
 
     def set_load(self, session_id: int, athlete: str, load_kg: float | None) -> None:
         """Change the load on an athlete's bar (kg; None: unknown) from now on."""
-        _check_load(athlete, load_kg)
+        check_load(athlete, load_kg)
         with self._writing("set the load") as conn:
             updated = conn.execute(
                 "UPDATE session_athletes SET load_kg = ? WHERE session_id = ? AND "
@@ -380,10 +386,10 @@ class SessionStore:
         if kind not in RECORD_TABLES:
             return
         columns = RECORD_COLUMNS[kind]
-        names = ", ".join(_sql_name(column) for column in columns)
+        names = ", ".join(sql_name(column) for column in columns)
         marks = ", ".join("?" * (len(columns) + 1))
         with self._writing(f"record a {kind}") as conn:
-            values = [_to_sql(column, record, self) for column in columns]
+            values = [to_sql(column, record, self._athlete_id) for column in columns]
             conn.execute(
                 f"INSERT INTO {RECORD_TABLES[kind]} (session_id, {names}) VALUES ({marks})",  # noqa: S608 - names from the schema
                 (session_id, *values),
@@ -559,14 +565,14 @@ class SessionStore:
         self._session_row(session_id)
         columns = RECORD_COLUMNS[kind]
         table = RECORD_TABLES[kind]
-        names = ", ".join("a.name" if c.kind == "athlete" else f"r.{_sql_name(c)}" for c in columns)
+        names = ", ".join("a.name" if c.kind == "athlete" else f"r.{sql_name(c)}" for c in columns)
         rows = self._execute(
             f"SELECT {names} FROM {table} r JOIN athletes a ON a.id = r.athlete_id "  # noqa: S608 - names from the schema
             "WHERE r.session_id = ? ORDER BY r.id",
             (session_id,),
         )
         return [
-            {"type": kind, **{c.name: _from_sql(c, v) for c, v in zip(columns, row, strict=True)}}
+            {"type": kind, **{c.name: from_sql(c, v) for c, v in zip(columns, row, strict=True)}}
             for row in rows
         ]
 
@@ -604,18 +610,6 @@ class SessionStore:
             )
 
 
-def _statements(script: str) -> Iterator[str]:
-    """The statements of an SQL script, one by one."""
-    pending = ""
-    for line in script.splitlines(keepends=True):
-        pending += line
-        if sqlite3.complete_statement(pending):
-            yield pending.strip()
-            pending = ""
-    if pending.strip():
-        raise ValueError(f"incomplete SQL statement: {pending.strip()!r}")
-
-
 def _checkpoint(path: Path, mode: str) -> None:
     """Copy the WAL into the database file, from a connection of the calling thread."""
     conn = sqlite3.connect(path, isolation_level=None)
@@ -624,65 +618,6 @@ def _checkpoint(path: Path, mode: str) -> None:
         conn.execute(f"PRAGMA wal_checkpoint({mode})")
     finally:
         conn.close()
-
-
-def _check_load(athlete: str, load_kg: object) -> None:
-    if load_kg is None:
-        return
-    if isinstance(load_kg, bool) or not isinstance(load_kg, int | float):
-        raise ConfigError(f"load_kg of {athlete!r} must be a number of kg or None, not {load_kg!r}")
-    if not (math.isfinite(load_kg) and 0 <= load_kg < 2000):
-        raise ConfigError(f"load_kg of {athlete!r} must be 0..2000 kg, not {load_kg!r}")
-
-
-def _athlete_settings(
-    name: str, settings: dict[str, Any]
-) -> tuple[str, float | None, float | None, float | None]:
-    if not name.strip():
-        raise ConfigError("athlete name must not be empty")
-    exercise = settings.get("exercise")
-    if exercise not in EXERCISE_LIMITS:
-        raise ConfigError(
-            f"exercise {exercise!r} of {name!r} is not one of {', '.join(EXERCISE_LIMITS)}"
-        )
-    load_kg = settings.get("load_kg")
-    _check_load(name, load_kg)
-    optional: list[float | None] = []
-    for key in ("set_gap_s", "velocity_loss_alert_pct"):
-        value = settings.get(key)
-        if value is not None and not (
-            isinstance(value, int | float) and math.isfinite(value) and value > 0
-        ):
-            raise ConfigError(f"{key} of {name!r} must be a positive number, not {value!r}")
-        optional.append(None if value is None else float(value))
-    return exercise, None if load_kg is None else float(load_kg), optional[0], optional[1]
-
-
-def _sql_name(column: Column) -> str:
-    return "athlete_id" if column.kind == "athlete" else column.name
-
-
-def _to_sql(column: Column, record: dict[str, Any], store: SessionStore) -> Any:
-    value = record.get(column.name)
-    if column.kind == "athlete":
-        return store._athlete_id(str(value))
-    if value is None:
-        return None
-    if column.kind == "bool":
-        return int(bool(value))
-    if column.kind == "real_list":
-        return json.dumps(list(value))
-    return value
-
-
-def _from_sql(column: Column, value: Any) -> Any:
-    if value is None:
-        return None
-    if column.kind == "bool":
-        return bool(value)
-    if column.kind == "real_list":
-        return json.loads(value)
-    return value
 
 
 __all__ = ["FILE_NAME", "RawBatch", "SessionStore"]
