@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+import pytest
 
 from sensorhub.mqtt import BrokerSettings, MqttPublisher, Outbox, TopicTree
 from tests.mosquitto import (
@@ -26,6 +29,18 @@ BASE = "sensorhub/rack1"
 REPS = f"{BASE}/athletes/ann/reps"
 SETS = f"{BASE}/athletes/ann/sets"
 EVENTS = f"{BASE}/events"
+
+
+@pytest.fixture(autouse=True)
+def no_errors_logged(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """The publisher logs errors only for what the test provokes: none here."""
+    yield
+    errors = [
+        r
+        for r in caplog.get_records("call")
+        if r.levelno >= logging.ERROR and r.name.startswith("sensorhub")
+    ]
+    assert errors == [], [r.getMessage() for r in errors]
 
 
 async def until(condition: Callable[[], bool], timeout: float = 20.0) -> None:

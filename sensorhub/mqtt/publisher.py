@@ -161,6 +161,8 @@ class MqttPublisher:
         self._reset_backoff = False
         self._progress = asyncio.Event()
         """Set whenever the outbox or the replies shrink (a clean shutdown waits on it)."""
+        self._progress = asyncio.Event()
+        """Set whenever the outbox or the replies shrink (a clean shutdown waits on it)."""
 
     # Lifecycle ------------------------------------------------------------------------
 
@@ -403,8 +405,6 @@ class MqttPublisher:
             # After a connection that worked, start again from the shortest wait.
             delay = self._backoff[0] if self._reset_backoff else min(delay * 2, self._backoff[1])
             self._reset_backoff = False
-        self._progress = asyncio.Event()
-        """Set whenever the outbox or the replies shrink (a clean shutdown waits on it)."""
 
     def _describe(self, exc: BaseException) -> str:
         broker = self.settings.redacted()
