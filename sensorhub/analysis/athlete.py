@@ -126,7 +126,9 @@ class AthleteAnalyzer:
         The learned axis is kept; the tilt is unknown (NaN) until the window has passed.
         """
         if "pelvis" not in self.rates:
-            raise ValueError(f"{self.athlete} wears no pelvis sensor: there is no tilt to calibrate")
+            raise ValueError(
+                f"{self.athlete} wears no pelvis sensor: there is no tilt to calibrate"
+            )
         self.neutral_window = neutral_window
         known = self._tilt.calibration if self._tilt is not None else None
         self._tilt = TiltEstimator(

@@ -11,7 +11,7 @@ from typing import Any
 
 from firmware_protocol import FirmwareProtocolError
 from sensorhub import __version__
-from sensorhub.cli import analysis, demo, emulate, sensors, sessions
+from sensorhub.cli import analysis, demo, emulate, run, sensors, sessions
 from sensorhub.errors import SensorhubError
 
 Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)"
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (demo, emulate):
+    for module in (run, demo, emulate):
         module.add_parser(commands)
     sensors.add_parsers(commands)
     analysis.add_parsers(commands)
@@ -47,9 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.verbose < 2:
         # Bumble logs every dropped advertisement at INFO; keep it for -vv.
         logging.getLogger("bumble").setLevel(logging.WARNING)
-    run: Command = args.run
+    command: Command = args.run
     try:
-        return asyncio.run(run(args))
+        return asyncio.run(command(args))
     except KeyboardInterrupt:
         return 130
     except (SensorhubError, FirmwareProtocolError, OSError) as exc:

@@ -1,117 +1,129 @@
-"""``sensorhub demo``: virtual sensors on an in-process radio, paired and streaming.
+"""``sensorhub demo``: the whole product on virtual sensors, in one command.
 
-The whole sensor side runs for real over the virtual radio: advertising, bonding, an
-encrypted link, commands and data frames; a plain Bumble central stands in for the hub
-and prints what each sensor delivers.
+One athlete wears a bar sensor and a pelvis sensor (virtual, on an in-process radio,
+speaking the real Bluetooth protocol); the hub pairs them, records a scripted session of
+three short hip-thrust sets (a rest-pause, a velocity-loss alert, a set that tips into
+anterior tilt), publishes everything over MQTT (an embedded broker unless ``--broker``
+is given) and shows it live. It ends by itself and says where the session is stored.
+
+The demo keeps its own state directory (``<state>/demo``): its virtual sensors are new
+at every run, so their registry and bonds are reset each time; its sessions are kept.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import shlex
 import sys
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Final
 
-from firmware_protocol import (
-    BarDataFrame,
-    Frame,
-    ImuDataFrame,
-    SetConfig,
-    StartStreaming,
-    StatusFrame,
-    StopStreaming,
-    TimeSync,
-)
-from firmware_protocol.frames import SensorKind
-from firmware_protocol.virtual.central import ReferenceCentral
 from firmware_protocol.virtual.emulator import Emulator
+from firmware_protocol.virtual.radio import VirtualRadio
 from firmware_protocol.virtual.scenario import Scenario
+from sensorhub.ble.radio import Radio
+from sensorhub.cli.run import add_service_options, view_for, wait_for_stop
+from sensorhub.config import AthleteSettings, ServiceConfig
+from sensorhub.service import Service, SessionInfo, state_paths
+from sensorhub.state import default_state_dir, ensure_state_dir
+
+ATHLETE: Final = "Demo"
+DEMO_SET_GAP_S: Final = 10.0
+"""The demo scenario rests 14 s between sets and pauses 6 s inside one."""
+SETTLE_S: Final = 3.0
+"""After the last rep: time for the set to close (beyond the set gap) before stopping."""
 
 
 def add_parser(commands: Any) -> None:
     """Add the sub-command to the CLI."""
     parser: argparse.ArgumentParser = commands.add_parser(
         "demo",
-        help="virtual sensors, paired and streaming, in one process",
-        description="Run virtual sensors on an in-process radio, pair with them and stream.",
+        help="the live demo: virtual sensors, the full service, an MQTT broker",
+        description="Pair two virtual sensors (bar and pelvis), record a scripted hip-thrust "
+        "session of about a minute with live metrics over MQTT, then say how to export it.",
     )
-    parser.add_argument("--duration", type=float, default=30.0, help="seconds (default: 30)")
-    parser.add_argument("--scenario", default="hip_thrust", help="a preset or a TOML file")
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--rate", type=int, default=200, help="IMU sample rate, Hz")
+    add_service_options(parser)
+    parser.add_argument(
+        "--scenario", default="demo", help="a preset or a scenario TOML file (default: demo)"
+    )
+    parser.add_argument("--seed", type=int, default=1, help="seed of the virtual sensors")
     parser.set_defaults(run=run)
 
 
-@dataclass
-class _Tally:
-    name: str
-    frames: int = 0
-    samples: int = 0
-    gaps: int = 0
-    last_seq: int | None = None
-    battery: int | None = None
-    peak_accel: float = 0.0
-    started: float = field(default_factory=time.monotonic)
-
-    def on_frame(self, frame: Frame) -> None:
-        if isinstance(frame, ImuDataFrame | BarDataFrame):
-            if self.last_seq is not None and frame.seq != (self.last_seq + 1) & 0xFFFF:
-                self.gaps += 1
-            self.last_seq = frame.seq
-            self.frames += 1
-            self.samples += frame.count
-            if isinstance(frame, ImuDataFrame):
-                magnitude = float((frame.accel**2).sum(axis=1).max() ** 0.5)
-                self.peak_accel = max(self.peak_accel, magnitude)
-
-    def line(self) -> str:
-        rate = self.samples / max(1e-9, time.monotonic() - self.started)
-        return (
-            f"{self.name:<12} {self.frames:6d} frames {self.samples:7d} samples "
-            f"{rate:6.1f} Hz  gaps {self.gaps}  peak |a| {self.peak_accel:5.1f} m/s²"
-        )
+def _demo_state_dir(args: argparse.Namespace) -> Path:
+    state_dir = ensure_state_dir(args.state_dir or default_state_dir() / "demo")
+    for stale in ("sensors.json", "bonds.json"):
+        (state_dir / stale).unlink(missing_ok=True)
+    return state_dir
 
 
 async def run(args: argparse.Namespace) -> int:
-    """Pair with every virtual sensor, stream for the duration, print a summary."""
+    """Run the demo session."""
     scenario = Scenario.from_name_or_path(args.scenario)
-    async with Emulator(scenario, seed=args.seed, bar_velocity=True) as emulator:
-        hub = emulator.radio.new_device(name="demo-hub", address="C0:DE:00:00:00:01")
-        async with ReferenceCentral(hub) as central:
-            print(f"scenario {scenario.name!r}: scanning…", file=sys.stderr)
-            sightings = await central.scan(1.5)
-            tallies = []
-            links = []
-            for address, sighting in sorted(sightings.items()):
-                tally = _Tally(sighting.name or address)
-                link = await central.connect(address)
-                await link.pair()
-                await link.enable_commands()
-                await link.subscribe_data(tally.on_frame)
-                if sighting.advertisement.kind is SensorKind.IMU:
-                    await link.command(SetConfig(0, args.rate, 16, 2000))
-                sync = await link.command(TimeSync(0))
-                await link.command(StartStreaming(0))
-                synced = "ok" if sync.ok else "failed"
-                print(
-                    f"paired {address} ({sighting.name}, battery "
-                    f"{sighting.advertisement.battery_pct} %, time sync {synced})",
-                    file=sys.stderr,
+    state_dir = _demo_state_dir(args)
+    first_load = scenario.sets[0].load_kg if scenario.exercise != "bodyweight_hip_thrust" else None
+    config = ServiceConfig(
+        hub_name="demo",
+        ble="virtual",
+        state_dir=state_dir,
+        broker_url=args.broker,
+        auto_start=False,
+        set_gap_s=DEMO_SET_GAP_S if args.scenario == "demo" else 45.0,
+        exercise=scenario.exercise,
+        athletes={ATHLETE: AthleteSettings(scenario.exercise, first_load)},
+        live_rate_hz=args.live_rate or 10.0,
+        source="sensorhub demo",
+    )
+    say = _stderr
+    radio = VirtualRadio()
+    session: SessionInfo | None = None
+    async with Emulator(scenario, seed=args.seed, radio=radio) as emulator:
+        duration = args.duration
+        if duration is None:
+            duration = emulator.trajectory.duration_s + config.set_gap_s + SETTLE_S
+        ends_at = time.monotonic() + duration
+        async with (
+            Radio.on_virtual_radio(radio, state_dir=state_dir) as hub_radio,
+            view_for(args, "sensorhub demo") as view,
+            Service(config, radio=hub_radio, view=view, say=say) as service,
+        ):
+            say(f"MQTT broker {service.broker_display}; topics under sensorhub/demo/#")
+            # The pelvis first: its neutral hold falls in the scenario's opening bridge.
+            for sensor in sorted(emulator.sensors, key=lambda s: s.body != "pelvis"):
+                await service.hub.pair(
+                    sensor.firmware.address,
+                    role=sensor.body,
+                    athlete=ATHLETE,
+                    name=f"demo {sensor.body}",
+                    progress=_progress(say, sensor.body),
                 )
-                tallies.append(tally)
-                links.append(link)
-            deadline = time.monotonic() + args.duration
-            while time.monotonic() < deadline:
-                await asyncio.sleep(min(2.0, max(0.0, deadline - time.monotonic())))
-                for link, tally in zip(links, tallies, strict=True):
-                    status = await link.read_status()
-                    if isinstance(status, StatusFrame):
-                        tally.battery = status.battery_pct
-                print(" | ".join(t.line() for t in tallies), file=sys.stderr)
-            for link in links:
-                await link.command(StopStreaming(0))
-    for tally in tallies:
-        print(tally.line())
+            session = service.start_session(note=f"sensorhub demo ({scenario.name})")
+            left = max(0.0, ends_at - time.monotonic())
+            say(f"recording session {session.id}; {left:.0f} s to go")
+            await wait_for_stop(max(0.0, ends_at - time.monotonic()))
+    assert session is not None
+    _summary(session, state_dir)
     return 0
+
+
+def _progress(say: Callable[[str], None], body: str) -> Callable[[str], None]:
+    return lambda line: say(f"pairing the {body} sensor: {line}")
+
+
+def _summary(session: SessionInfo, state_dir: Path) -> None:
+    paths = state_paths(state_dir)
+    state = shlex.quote(str(state_dir))
+    print(
+        f"\nSession {session.id}: {session.sets} sets, {session.reps} reps, stored in "
+        f"{paths['sessions']}\n"
+        f"  show it:    sensorhub sessions show {session.id} --state-dir {state}\n"
+        f"  export it:  sensorhub export {session.id} --format csv --out ./export "
+        f"--state-dir {state}\n"
+        "  (from a clone without the command installed: python3 run.py sensorhub …)"
+    )
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)

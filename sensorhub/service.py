@@ -1,0 +1,444 @@
+"""The running hub: sensor links, analysis, MQTT, the session store and a live view.
+
+Data flows one way::
+
+    Hub (links) ─batches─▶ Service ─▶ SessionStore (raw frames)
+                                  └─▶ AthleteAnalyzer per athlete ─events─▶ records
+                                        ─▶ MqttPublisher · SessionStore · LiveView
+
+The analysis never does I/O and the I/O edges never compute metrics. Commands (from
+the MQTT command topic, or the demo) change what the service does: sessions, loads,
+pairing, calibration; each answers with a result or a :class:`CommandError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+from sensorhub import __version__
+from sensorhub.analysis.athlete import AthleteAnalyzer, Role
+from sensorhub.analysis.events import Event
+from sensorhub.analysis.tilt import TiltCalibration
+from sensorhub.ble.link import SensorBatch, SensorStatus
+from sensorhub.ble.radio import Radio
+from sensorhub.config import ServiceConfig
+from sensorhub.errors import CommandError, SensorhubError
+from sensorhub.hub import Hub, HubConfig
+from sensorhub.mqtt import BrokerSettings, Command, EmbeddedBroker, MqttPublisher, TopicTree
+from sensorhub.records import Record, WallClock, event_record, iso, sensor_status_record
+from sensorhub.registry import RegisteredSensor, SensorRegistry
+from sensorhub.state import default_state_dir, ensure_state_dir
+from sensorhub.store import SessionStore
+
+__all__ = ["RecordSink", "Service", "SessionInfo"]
+
+log = logging.getLogger(__name__)
+
+TICK_S: Final = 0.25
+"""How often time is let pass in the analysis (a set ends on a quiet clock, too)."""
+STATUS_EVERY_S: Final = 5.0
+NEUTRAL_HOLD_S: Final = 3.0
+"""The ``calibrate`` command measures the neutral pelvis over this long, from 0.5 s on."""
+
+
+class RecordSink(Protocol):
+    """Something that shows records as they happen (the live terminal view)."""
+
+    def on_record(self, record: Record) -> None:
+        """An analysis record: rep, set, alert, tilt, velocity, session."""
+
+    def on_sensor(self, record: Record) -> None:
+        """A sensor status record."""
+
+
+@dataclass
+class SessionInfo:
+    """The session being recorded."""
+
+    id: int
+    started_unix: float
+    athletes: dict[str, dict[str, Any]]
+    reps: int = 0
+    sets: int = 0
+
+
+def _analysis_role(sensor: RegisteredSensor) -> Role:
+    if sensor.kind == "bar_velocity":
+        return "bar_velocity"
+    return "bar" if sensor.role == "bar" else "pelvis"
+
+
+@dataclass
+class _Athlete:
+    """One athlete's analysis and the sensors feeding it."""
+
+    name: str
+    analyzer: AthleteAnalyzer
+    roles: dict[str, Role] = field(default_factory=dict)  # address -> analysis role
+
+
+class Service:
+    """The whole hub as one async context manager; see the module docstring."""
+
+    def __init__(
+        self,
+        config: ServiceConfig,
+        *,
+        radio: Radio | None = None,
+        view: RecordSink | None = None,
+        say: Callable[[str], None] = lambda _line: None,
+    ) -> None:
+        self.config = config
+        self.state_dir = ensure_state_dir(config.state_dir or default_state_dir())
+        self.registry = SensorRegistry(self.state_dir / "sensors.json")
+        self.clock = WallClock()
+        self.view = view
+        self._say = say
+        self._radio = radio
+        self._own_radio = radio is None
+        self._stack = contextlib.AsyncExitStack()
+        self._runner: asyncio.Task[None] | None = None
+        self.session: SessionInfo | None = None
+        self._athletes: dict[str, _Athlete] = {}
+        self._loads: dict[str, float | None] = {}
+        self.broker_url = ""
+        self.broker_display = ""
+        """The broker's URL without its password, for people."""
+        self.store: SessionStore
+        self.publisher: MqttPublisher
+        self.hub: Hub
+
+    # Lifecycle --------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Service:
+        config = self.config
+        try:
+            self.store = await self._stack.enter_async_context(
+                SessionStore(SessionStore.path_in(self.state_dir))
+            )
+            url = config.broker_url
+            if url is None:
+                broker = await self._stack.enter_async_context(
+                    EmbeddedBroker(port=config.embedded_port)
+                )
+                url = broker.url
+                self._say(f"embedded MQTT broker listening on {url}")
+            self.broker_url = url
+            settings = BrokerSettings.from_url(url, password=config.mqtt_password)
+            self.broker_display = settings.redacted()
+            self.publisher = await self._stack.enter_async_context(
+                MqttPublisher(
+                    settings,
+                    topics=TopicTree(prefix=config.mqtt_prefix, hub=config.hub_name),
+                    outbox_path=self.state_dir / "outbox.db",
+                    live_rate_hz=config.live_rate_hz,
+                    discovery_prefix=config.discovery_prefix if config.discovery else None,
+                    on_command=self.handle_command,
+                    hub_info={"version": __version__, "session_id": None},
+                )
+            )
+            if self._radio is None:
+                self._radio = await self._stack.enter_async_context(
+                    Radio(config.ble, state_dir=self.state_dir)
+                )
+            self.hub = await self._stack.enter_async_context(
+                Hub(
+                    self._radio,
+                    self.registry,
+                    config=HubConfig(
+                        imu_rate_hz=config.imu_rate_hz, bar_rate_hz=config.bar_rate_hz
+                    ),
+                    on_batch=self._on_batch,
+                    on_status=self._on_status,
+                )
+            )
+            if config.auto_start:
+                self.start_session()
+            self._runner = asyncio.create_task(self._run(), name="service clock")
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._runner is not None:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._runner
+            self._runner = None
+        try:
+            if self.session is not None:
+                self.stop_session()
+        finally:
+            # Links first (no more data), then the publisher drains, then the store closes.
+            await self._stack.aclose()
+
+    async def _run(self) -> None:
+        last_status = 0.0
+        while True:
+            await asyncio.sleep(TICK_S)
+            now = time.monotonic()
+            for athlete in list(self._athletes.values()):
+                self._emit(athlete.analyzer.tick(now))
+            if now - last_status >= STATUS_EVERY_S:
+                last_status = now
+                for status in self.hub.statuses():
+                    self._on_status(status)
+
+    # Sessions ---------------------------------------------------------------------------
+
+    def start_session(
+        self, *, note: str = "", exercise: str | None = None, athlete: str | None = None
+    ) -> SessionInfo:
+        """Begin recording; every athlete in the registry takes part."""
+        if self.session is not None:
+            raise CommandError(
+                f"session {self.session.id} is already running; stop it first (stop_session)"
+            )
+        if exercise is not None and athlete is None:
+            raise CommandError("give the athlete whose exercise this is")
+        sensors = list(self.registry.load().values())
+        names = sorted({s.athlete for s in sensors} | ({athlete} if athlete else set()))
+        athletes: dict[str, dict[str, Any]] = {}
+        for name in names:
+            settings = self.config.athlete(name)
+            chosen = exercise if (exercise is not None and name == athlete) else settings.exercise
+            athletes[name] = self._athlete_settings(name, chosen)
+        session_id = self.store.start_session(
+            athletes=athletes, sensors=sensors, clock_offset_s=self.clock.offset_s, note=note
+        )
+        self.session = SessionInfo(session_id, time.time(), athletes)
+        self._athletes.clear()
+        self.publisher.set_hub_info(session_id=session_id)
+        self._publish_session("started")
+        log.info("session %d started (%s)", session_id, ", ".join(names) or "no athletes yet")
+        return self.session
+
+    def stop_session(self) -> SessionInfo:
+        """Finish the analysis in flight, record it and close the session."""
+        session = self.session
+        if session is None:
+            raise CommandError("no session is running; start one first (start_session)")
+        for athlete in list(self._athletes.values()):
+            self._emit(athlete.analyzer.flush())
+        self._athletes.clear()
+        self.store.end_session(session.id)
+        self._publish_session("stopped")
+        self.session = None
+        self.publisher.set_hub_info(session_id=None)
+        log.info("session %d stopped: %d sets, %d reps", session.id, session.sets, session.reps)
+        return session
+
+    def _publish_session(self, what: str) -> None:
+        assert self.session is not None
+        t = time.time()
+        record: Record = {
+            "type": "session",
+            "ts": iso(t),
+            "t": round(t, 3),
+            "event": what,
+            "session_id": self.session.id,
+            "athletes": sorted(self.session.athletes),
+            "sets": self.session.sets,
+            "reps": self.session.reps,
+        }
+        self.publisher.publish_record(record)
+        if self.view is not None:
+            self.view.on_record(record)
+
+    # Data in ----------------------------------------------------------------------------
+
+    def _on_batch(self, sensor: RegisteredSensor, batch: SensorBatch) -> None:
+        session = self.session
+        if session is None:
+            return
+        try:
+            self.store.add_batch(session.id, sensor, batch)
+            athlete = self._athlete_for(sensor)
+            role = athlete.roles[sensor.address]
+            if role == "bar_velocity":
+                assert batch.position is not None
+                assert batch.velocity is not None
+                events = athlete.analyzer.feed_transducer(batch.t, batch.position, batch.velocity)
+            else:
+                assert batch.accel is not None
+                assert batch.gyro is not None
+                events = athlete.analyzer.feed_imu(role, batch.t, batch.accel, batch.gyro)
+        except SensorhubError as exc:
+            # A full disk must not stop the live metrics; it is said loudly, once per batch.
+            log.error("%s: %s", sensor.label, exc)
+            return
+        self._emit(events)
+
+    def _athlete_for(self, sensor: RegisteredSensor) -> _Athlete:
+        """The athlete's analysis; rebuilt (after flushing) when a new sensor joins."""
+        athlete = self._athletes.get(sensor.athlete)
+        if athlete is not None and sensor.address in athlete.roles:
+            return athlete
+        assert self.session is not None
+        if athlete is not None:
+            self._emit(athlete.analyzer.flush())
+        mine = [s for s in self.registry.load().values() if s.athlete == sensor.athlete]
+        if sensor.address not in {s.address for s in mine}:
+            mine.append(sensor)
+        roles = {s.address: _analysis_role(s) for s in mine}
+        rates: dict[Role, float] = {
+            role: float(
+                self.config.bar_rate_hz if role == "bar_velocity" else self.config.imu_rate_hz
+            )
+            for role in roles.values()
+        }
+        settings = self.session.athletes.setdefault(
+            sensor.athlete, self._athlete_settings(sensor.athlete)
+        )
+        calibration, window = None, None
+        if "pelvis" in rates:
+            pelvis = next(s for s in mine if roles[s.address] == "pelvis")
+            calibration = _stored_calibration(pelvis)
+            if calibration is None:
+                # Nothing from pairing: the athlete holds neutral as the session starts.
+                now = time.monotonic()
+                window = (now + 0.5, now + 0.5 + NEUTRAL_HOLD_S)
+                log.warning(
+                    "%s: no neutral pelvis from pairing; hold neutral for %g s now",
+                    sensor.athlete,
+                    NEUTRAL_HOLD_S,
+                )
+        analyzer = AthleteAnalyzer(
+            sensor.athlete,
+            settings["exercise"],
+            rates,
+            load_kg=settings["load_kg"],
+            velocity_loss_alert_pct=settings["velocity_loss_alert_pct"],
+            set_gap_s=settings["set_gap_s"],
+            neutral_window=window,
+            tilt_calibration=calibration,
+            live_rate_hz=self.config.live_rate_hz,
+        )
+        athlete = _Athlete(sensor.athlete, analyzer, roles)
+        self._athletes[sensor.athlete] = athlete
+        return athlete
+
+    def _athlete_settings(self, name: str, exercise: str | None = None) -> dict[str, Any]:
+        """What the analysis of one athlete runs with (stored with the session for replay)."""
+        configured = self.config.athlete(name)
+        return {
+            "exercise": exercise or configured.exercise,
+            "load_kg": self._loads.get(name, configured.load_kg),
+            "set_gap_s": self.config.set_gap_s,
+            "velocity_loss_alert_pct": self.config.velocity_loss_alert_pct,
+        }
+
+    def _on_status(self, status: SensorStatus) -> None:
+        record = sensor_status_record(status)
+        self.publisher.publish_sensor_status(record)
+        if self.view is not None:
+            self.view.on_sensor(record)
+
+    # Events out -------------------------------------------------------------------------
+
+    def _emit(self, events: list[Event]) -> None:
+        session = self.session
+        for event in events:
+            record = event_record(event, self.clock)
+            if session is not None:
+                record["session_id"] = session.id
+                if record["type"] in {"rep", "set", "alert"}:
+                    try:
+                        self.store.add_record(session.id, record)
+                    except SensorhubError as exc:
+                        log.error("cannot record %s: %s", record["type"], exc)
+                if record["type"] == "rep" and not record["partial"]:
+                    session.reps += 1
+                elif record["type"] == "set":
+                    session.sets += 1
+            self.publisher.publish_record(record)
+            if self.view is not None:
+                self.view.on_record(record)
+
+    # Commands ---------------------------------------------------------------------------
+
+    async def handle_command(self, command: Command) -> dict[str, Any]:
+        """Carry out one validated command; raise CommandError when it cannot be done."""
+        args = command.args
+        if command.name == "start_session":
+            info = self.start_session(
+                note=args.get("note", ""),
+                exercise=args.get("exercise"),
+                athlete=args.get("athlete"),
+            )
+            return {"session_id": info.id, "athletes": sorted(info.athletes)}
+        if command.name == "stop_session":
+            info = self.stop_session()
+            return {"session_id": info.id, "sets": info.sets, "reps": info.reps}
+        if command.name == "set_load":
+            return self.set_load(args["athlete"], float(args["load_kg"]))
+        if command.name == "pair":
+            sensor = await self.hub.pair(
+                args["address"],
+                role=args["role"],
+                athlete=args["athlete"],
+                name=args.get("name", ""),
+            )
+            return {"address": sensor.address, "role": sensor.role, "athlete": sensor.athlete}
+        if command.name == "forget":
+            removed = await self.hub.forget(args["address"])
+            self.publisher.forget_sensor(removed.address)
+            return {"address": removed.address}
+        if command.name == "calibrate":
+            return self.calibrate(args["athlete"])
+        raise CommandError(f"unknown command {command.name!r}")
+
+    def set_load(self, athlete: str, load_kg: float) -> dict[str, Any]:
+        """The load on the athlete's bar from the next rep on."""
+        self._loads[athlete] = load_kg
+        if self.session is not None:
+            self.session.athletes.setdefault(athlete, self._athlete_settings(athlete))[
+                "load_kg"
+            ] = load_kg
+            self.store.set_load(self.session.id, athlete, load_kg)
+        if (running := self._athletes.get(athlete)) is not None:
+            running.analyzer.set_load(load_kg)
+        return {"athlete": athlete, "load_kg": load_kg}
+
+    def calibrate(self, athlete: str) -> dict[str, Any]:
+        """Measure the athlete's neutral pelvis again, from half a second from now."""
+        running = self._athletes.get(athlete)
+        if running is None:
+            raise CommandError(
+                f"{athlete!r} has no running analysis: pair a pelvis sensor and start a session"
+            )
+        now = time.monotonic()
+        try:
+            running.analyzer.recalibrate_tilt((now + 0.5, now + 0.5 + NEUTRAL_HOLD_S))
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        return {"athlete": athlete, "hold_s": NEUTRAL_HOLD_S, "starts_in_s": 0.5}
+
+
+def _stored_calibration(sensor: RegisteredSensor) -> TiltCalibration | None:
+    gravity = (sensor.calibration or {}).get("neutral_gravity_sensor")
+    axis = (sensor.calibration or {}).get("tilt_axis_sensor")
+    if gravity is None:
+        return None
+    try:
+        return TiltCalibration.from_gravity(gravity, axis)
+    except ValueError as exc:
+        log.warning("%s: stored calibration unusable (%s); pair again", sensor.label, exc)
+        return None
+
+
+def state_paths(state_dir: Path) -> dict[str, Path]:
+    """Where the service keeps its files, for messages to people."""
+    return {
+        "registry": state_dir / "sensors.json",
+        "sessions": SessionStore.path_in(state_dir),
+        "outbox": state_dir / "outbox.db",
+    }

@@ -1,0 +1,236 @@
+"""The whole service in one process: virtual sensors over the Bumble radio, a real mosquitto.
+
+Sensors are paired through the MQTT command topic, a session is recorded, and a plain
+subscriber checks the topic tree, the payload schemas, retained availability, Home
+Assistant discovery and that the store holds what was published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from firmware_protocol.virtual.emulator import Emulator
+from firmware_protocol.virtual.radio import VirtualRadio
+from sensorhub.ble.radio import Radio
+from sensorhub.config import ServiceConfig
+from sensorhub.mqtt.topics import sensor_id
+from sensorhub.service import Service
+from sensorhub.store import SessionStore
+from tests.mosquitto import Mosquitto
+from tests.service_helpers import Subscriber, short_scenario, subscriber, validate
+
+pytestmark = pytest.mark.timeout(240)
+
+BASE = "sensorhub/gym"
+
+
+def make_config(tmp_path: Path, broker: Mosquitto, **changes: Any) -> ServiceConfig:
+    values: dict[str, Any] = {
+        "hub_name": "gym",
+        "ble": "virtual",
+        "state_dir": tmp_path / "state",
+        "broker_url": broker.url,
+        "auto_start": False,
+        "set_gap_s": 10.0,
+        "source": "test",
+        **changes,
+    }
+    return ServiceConfig(**values)
+
+
+async def command(sub: Subscriber, body: dict[str, Any], timeout: float = 60.0) -> dict[str, Any]:
+    """Send a command and wait for the reply with its id."""
+    ident = f"t{len(sub.messages)}-{body.get('command')}"
+    await sub.publish(f"{BASE}/commands", json.dumps({**body, "id": ident}))
+    replies: list[dict[str, Any]] = []
+
+    def answered(_: object) -> bool:
+        replies[:] = [r for r in sub.json_on("/commands/response") if r.get("id") == ident]
+        return bool(replies)
+
+    await sub.wait_for(answered, timeout, f"the reply to {body}")
+    validate(replies[0], "command_response")
+    return replies[0]
+
+
+async def test_a_session_over_mqtt(tmp_path: Path) -> None:
+    scenario = short_scenario(sets=2, reps=3)
+    radio = VirtualRadio()
+    async with (
+        Mosquitto(tmp_path) as broker,
+        subscriber(broker.port) as sub,
+        Emulator(scenario, seed=3, radio=radio) as emulator,
+        Radio.on_virtual_radio(radio, state_dir=tmp_path / "state") as hub_radio,
+    ):
+        config = make_config(tmp_path, broker)
+        async with Service(config, radio=hub_radio) as service:
+            await sub.wait_for(
+                lambda m: (
+                    any(x.topic == f"{BASE}/status" and x.retain is False for x in m)
+                    or bool(sub.json_on(f"{BASE}/status"))
+                ),
+                10,
+                "the hub's status",
+            )
+            assert sub.json_on(f"{BASE}/status")[-1]["state"] == "online"
+
+            # Bad commands change nothing and the service keeps answering.
+            for bad in (b"not json", b"[]", b'{"command": "explode"}', b'{"command": "set_load"}'):
+                await sub.publish(f"{BASE}/commands", bad)
+            reply = await command(sub, {"command": "stop_session"})
+            assert reply["ok"] is False
+            assert "no session is running" in reply["error"]
+            errors = [r for r in sub.json_on("/commands/response") if not r["ok"]]
+            assert len(errors) >= 5
+
+            # Pair both sensors through the command topic (the pelvis while the athlete
+            # still holds the neutral bridge), then record a session.
+            for sensor in sorted(emulator.sensors, key=lambda s: s.body != "pelvis"):
+                reply = await command(
+                    sub,
+                    {
+                        "command": "pair",
+                        "address": sensor.firmware.address,
+                        "role": sensor.body,
+                        "athlete": "Ada",
+                    },
+                )
+                assert reply["ok"], reply
+            reply = await command(sub, {"command": "start_session", "note": "test"})
+            assert reply["ok"], reply
+            session_id = reply["result"]["session_id"]
+            reply = await command(sub, {"command": "set_load", "athlete": "Ada", "load_kg": 100})
+            assert reply["ok"], reply
+
+            await sub.wait_for(
+                lambda _: len(sub.json_on("/athletes/ada/sets")) >= 1, 90, "the first set"
+            )
+            await sub.wait_for(
+                lambda _: (
+                    len([r for r in sub.json_on("/athletes/ada/reps") if r["set_index"] == 2]) >= 3
+                ),
+                60,
+                "the reps of the second set",
+            )
+            reply = await command(sub, {"command": "stop_session"})
+            assert reply["ok"], reply
+            assert reply["result"]["session_id"] == session_id
+            await sub.wait_for(
+                lambda _: len(sub.json_on("/athletes/ada/sets")) >= 2, 10, "the second set"
+            )
+            addresses = [s.firmware.address for s in emulator.sensors]
+            stored_reps = service.store.reps(session_id)
+
+        await sub.wait_for(
+            lambda _: sub.json_on(f"{BASE}/status")[-1]["state"] == "offline",
+            10,
+            "the hub's offline status after a clean shutdown",
+        )
+
+    # --- what a dashboard saw ---------------------------------------------------------------
+    reps = sub.json_on("/athletes/ada/reps")
+    sets = sub.json_on("/athletes/ada/sets")
+    for rep in reps:
+        validate(rep, "rep")
+    for s in sets:
+        validate(s, "set")
+    truth = [r for r in emulator.trajectory.truth.reps if not r.partial]
+    assert [s["rep_count"] for s in sets] == [3, 3]
+    assert len([r for r in reps if not r["partial"]]) == len(truth)
+    assert all(r["mean_power_w"] is not None for r in reps)  # the load was set
+    last = [r for r in reps if r["set_index"] == 2]
+    assert any(r["tilt_verdict"] == "anterior_tilt" for r in last)
+    assert all(r["tilt_verdict"] == "ok" for r in reps if r["set_index"] == 1)
+
+    # Live streams: rate-limited, schema-valid.
+    tilt = sub.on("/athletes/ada/tilt")
+    velocity = sub.on("/athletes/ada/velocity")
+    assert tilt
+    assert velocity
+    for message in tilt[:50]:
+        validate(message.json(), "tilt")
+        assert not message.retain
+    for message in velocity[:50]:
+        validate(message.json(), "velocity")
+    span = tilt[-1].json()["t"] - tilt[0].json()["t"]
+    assert len(tilt) <= 10 * span * 1.2 + 5
+
+    # Every QoS 1 event, in order, once.
+    events = sub.json_on(f"{BASE}/events")
+    seqs = [e["seq"] for e in events]
+    assert seqs == sorted(set(seqs))
+    assert {e["type"] for e in events} >= {"rep", "set", "session"}
+    for event in events:
+        validate(event, event["type"])
+
+    # Per-sensor availability and Home Assistant discovery.
+    for address in addresses:
+        statuses = sub.json_on(f"/sensors/{sensor_id(address)}/status")
+        assert any(s["online"] for s in statuses)
+        for s in statuses:
+            validate(s, "sensor_status")
+    configs = [m for m in sub.messages if m.topic.startswith("homeassistant/") and m.payload]
+    assert configs
+    assert all(m.topic.endswith("/config") for m in configs)
+    assert any(m.json().get("unit_of_measurement") == "m/s" for m in configs)
+    per_topic = {m.topic for m in configs}
+    assert len(configs) <= 3 * len(per_topic)  # sent on connect, not on every update
+
+    # The store holds what was published.
+    assert [r["t_end"] for r in stored_reps] == [r["t_end"] for r in reps]
+    store = SessionStore.open_readonly(SessionStore.path_in(tmp_path / "state"))
+    try:
+        assert len(store.sets(session_id)) == 2
+        listed = {s["id"]: s for s in store.sessions()}
+        assert listed[session_id]["athletes"] == ["Ada"]
+    finally:
+        store.close()
+
+
+async def test_broker_outage_mid_session_loses_no_event(tmp_path: Path) -> None:
+    scenario = short_scenario(sets=2, reps=3)
+    radio = VirtualRadio()
+    async with (
+        Mosquitto(tmp_path) as broker,
+        subscriber(broker.port) as sub,
+        Emulator(scenario, seed=4, radio=radio) as emulator,
+        Radio.on_virtual_radio(radio, state_dir=tmp_path / "state") as hub_radio,
+    ):
+        config = make_config(tmp_path, broker)
+        async with Service(config, radio=hub_radio) as service:
+            for sensor in sorted(emulator.sensors, key=lambda s: s.body != "pelvis"):
+                await service.hub.pair(sensor.firmware.address, role=sensor.body, athlete="Ada")
+            session = service.start_session()
+            await sub.wait_for(lambda _: bool(sub.json_on("/athletes/ada/reps")), 60, "a rep")
+            await broker.kill()
+            await asyncio.sleep(20.0)  # the rest of set 1 and most of set 2 happen meanwhile
+            assert not service.publisher.connected
+            assert service.publisher.stats["queued"] > 0
+            await broker.start()
+            await sub.wait_for(
+                lambda _: len(sub.json_on("/athletes/ada/sets")) >= 1, 60, "set 1 after the outage"
+            )
+            await asyncio.sleep(12.0)  # set 2 ends
+            service.stop_session()
+            stored = service.store.reps(session.id)
+            stored_sets = service.store.sets(session.id)
+            await sub.wait_for(
+                lambda _: len(sub.json_on("/athletes/ada/sets")) >= len(stored_sets),
+                20,
+                "every set",
+            )
+        await asyncio.sleep(0.5)
+
+    reps = sub.json_on("/athletes/ada/reps")
+    events = sub.json_on(f"{BASE}/events")
+    seqs = [e["seq"] for e in events]
+    assert seqs == sorted(seqs), "events out of order"
+    assert len(seqs) == len(set(seqs)), "an event arrived twice"
+    assert [r["t_end"] for r in reps] == [r["t_end"] for r in stored]
+    assert len(stored) >= 6
+    assert len(stored_sets) == 2
