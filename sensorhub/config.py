@@ -46,11 +46,11 @@ from sensorhub.analysis.reps import EXERCISE_LIMITS
 from sensorhub.ble.radio import check_ble_spec
 from sensorhub.errors import ConfigError
 
-__all__ = ["EXERCISES", "AthleteSettings", "ServiceConfig"]
+__all__ = ["EXERCISES", "PASSWORD_ENV", "AthleteSettings", "ServiceConfig"]
 
 EXERCISES: Final = tuple(EXERCISE_LIMITS)
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_PASSWORD_ENV: Final = "SENSORHUB_MQTT_PASSWORD"  # noqa: S105 - a variable name
+PASSWORD_ENV: Final = "SENSORHUB_MQTT_PASSWORD"  # noqa: S105 - a variable name
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +144,7 @@ class ServiceConfig:
     def load(cls, path: Path | None) -> ServiceConfig:
         """Read a TOML file (None: defaults); the MQTT password may come from the environment."""
         if path is None:
-            return cls(mqtt_password=os.environ.get(_PASSWORD_ENV))
+            return cls(mqtt_password=os.environ.get(PASSWORD_ENV))
         try:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
@@ -191,7 +191,7 @@ class ServiceConfig:
                 or "hip_thrust",
                 load_kg=_get(source, f"athletes.{name}", table, "load_kg", float),
             )
-        password_env = _get(source, "mqtt", mqtt, "password_env", str) or _PASSWORD_ENV
+        password_env = _get(source, "mqtt", mqtt, "password_env", str) or PASSWORD_ENV
         state_dir = _get(source, "hub", hub, "state_dir", str)
         values: dict[str, Any] = {
             "hub_name": _get(source, "hub", hub, "name", str),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -15,6 +16,8 @@ import pytest
 from sensorhub.cli import main
 from sensorhub.registry import RegisteredSensor
 from sensorhub.store import SessionStore, replay_session
+from tests.mosquitto import Mosquitto, free_port
+from tests.service_helpers import subscriber, validate
 from tests.test_store_data import CLOCK_OFFSET_S, HUB_T0, Recorded, recorded_copy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -177,3 +180,31 @@ def test_no_store_yet_is_a_clear_error(tmp_path: Path, cli: Callable[..., Ran]) 
     assert result.returncode == 2
     assert "no session store at" in result.stderr
     assert not (tmp_path / "empty").exists()  # reading creates nothing
+
+
+async def test_replay_publishes_to_a_broker(recorded: Recorded, tmp_path: Path) -> None:
+    async with Mosquitto(tmp_path) as broker, subscriber(broker.port) as sub:
+        state = str(recorded.path.parent)
+        args = ["replay", "1", "--json", "--publish", broker.url, "--state-dir", state]
+        code = await asyncio.to_thread(main, args)
+        assert code == 0
+        await sub.wait_for(
+            lambda _: len(sub.json_on("sensorhub/replay/events")) >= len(recorded.records),
+            10,
+            "the replayed records",
+        )
+    reps = sub.json_on("/athletes/ada/reps")
+    assert [r["t_end"] for r in reps] == [r["t_end"] for r in recorded.of("rep")]
+    for rep in reps:
+        validate(rep, "rep")
+        assert rep["session_id"] == 1
+
+
+def test_replay_to_a_broker_that_is_not_there_fails_clearly(
+    recorded: Recorded, cli: Callable[..., Ran], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sensorhub.cli.sessions.PUBLISH_TIMEOUT_S", 2.0)
+    url = f"mqtt://127.0.0.1:{free_port()}"
+    result = cli("replay", "1", "--publish", url, "--state-dir", str(recorded.path.parent))
+    assert result.returncode == 2
+    assert "did not take" in result.stderr

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import os
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -15,9 +18,14 @@ from rich.console import Console
 from rich.table import Table
 
 from sensorhub.cli.sensors import add_common
+from sensorhub.config import PASSWORD_ENV
+from sensorhub.errors import MqttError
+from sensorhub.mqtt import BrokerSettings, MqttPublisher, TopicTree
 from sensorhub.records import Record
 from sensorhub.state import default_state_dir
 from sensorhub.store import FORMATS, RecordSink, SessionStore, export_session, replay_session
+
+PUBLISH_TIMEOUT_S = 30.0
 
 
 def add_parsers(commands: Any) -> None:
@@ -57,6 +65,19 @@ def add_parsers(commands: Any) -> None:
     add_common(replay, radio=False)
     replay.add_argument("session", type=int, metavar="SESSION")
     replay.add_argument("--json", action="store_true", help="print one JSON object")
+    replay.add_argument(
+        "--publish",
+        metavar="URL",
+        help="also publish the reps, sets and alerts found to this MQTT broker (mqtt://…, "
+        "mqtts://…; password from $SENSORHUB_MQTT_PASSWORD), as a hub would",
+    )
+    replay.add_argument(
+        "--hub-name",
+        default="replay",
+        help="the hub level of the published topics (default: replay, so live dashboards "
+        "of the real hub are not confused)",
+    )
+    replay.add_argument("--prefix", default="sensorhub", help="topic prefix (default: sensorhub)")
     replay.set_defaults(run=run_replay)
 
 
@@ -200,20 +221,12 @@ async def run_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def replay_sinks(args: argparse.Namespace) -> list[RecordSink]:
-    """Where replayed records go besides the printout (none yet; a publisher fits here)."""
-    del args
-    return []
-
-
 async def run_replay(args: argparse.Namespace) -> int:
-    """Re-analyse a session and print what it finds."""
-    records: list[Record] = []
-    with _store(args) as store:
-        for record in replay_session(store, args.session, sinks=replay_sinks(args)):
-            records.append(record)
-            if not args.json:
-                print(_replay_line(record), flush=True)
+    """Re-analyse a session, print what it finds, and publish it if asked."""
+    if args.publish is None:
+        records = _replay(args, sinks=[])
+    else:
+        records = await _replay_and_publish(args)
     if args.json:
         reps = [r for r in records if r["type"] == "rep"]
         sets = [r for r in records if r["type"] == "set"]
@@ -224,6 +237,52 @@ async def run_replay(args: argparse.Namespace) -> int:
     reps_found = sum(1 for r in records if r["type"] == "rep")
     print(f"session {args.session}: {sets_found} set(s), {reps_found} rep(s)", file=sys.stderr)
     return 0
+
+
+def _replay(args: argparse.Namespace, sinks: list[RecordSink]) -> list[Record]:
+    records: list[Record] = []
+    with _store(args) as store:
+        for record in replay_session(store, args.session, sinks=sinks):
+            records.append(record)
+            if not args.json:
+                print(_replay_line(record), flush=True)
+    return records
+
+
+async def _replay_and_publish(args: argparse.Namespace) -> list[Record]:
+    """Replay into an MQTT publisher, then wait until the broker has taken every record."""
+    settings = BrokerSettings.from_url(args.publish, password=os.environ.get(PASSWORD_ENV))
+    topics = TopicTree(prefix=args.prefix, hub=args.hub_name)
+    with tempfile.TemporaryDirectory(prefix="sensorhub-replay-") as scratch:
+        async with MqttPublisher(
+            settings,
+            topics=topics,
+            outbox_path=Path(scratch) / "outbox.db",
+            discovery_prefix=None,
+            hub_info={"replay_of_session": args.session},
+        ) as publisher:
+
+            def publish(record: Record) -> None:
+                publisher.publish_record({**record, "session_id": args.session})
+
+            records = _replay(args, sinks=[publish])
+            try:
+                async with asyncio.timeout(PUBLISH_TIMEOUT_S):
+                    # The publisher has no drain signal; its counters are cheap to poll.
+                    while publisher.stats["queued"] or not publisher.connected:  # noqa: ASYNC110
+                        await asyncio.sleep(0.1)
+            except TimeoutError:
+                stats = publisher.stats
+                raise MqttError(
+                    f"the broker at {settings.redacted()} did not take "
+                    f"{stats['queued']} of the replayed records within {PUBLISH_TIMEOUT_S:g} s "
+                    f"({stats['last_error'] or 'no answer'})"
+                ) from None
+    print(
+        f"published {len(records)} record(s) under {topics.base}/ on {settings.redacted()}",
+        file=sys.stderr,
+    )
+    return records
 
 
 def _replay_line(record: Record) -> str:
