@@ -6,8 +6,12 @@ footsteps travel less). Its ends are placed where the speed, rising from the flo
 left (zero, or what drift left of it), crosses three low levels; the crossings are
 extended back to zero speed on the assumption that speed grows as a power of the time
 since the start (:data:`ONSET_POWER`, :data:`STOP_POWER`; the measured spacing of the
-crossings pulls the power half-way). Noisy velocity (a position transducer) is first
-averaged over ~20 ms and the levels set above its noise. Reps are phase patterns:
+crossings pulls the power half-way). Noisy velocity (a position transducer) is cut into
+phases after averaging over ~20 ms, but level crossings of a noisy speed scatter by tens
+of milliseconds, and the slow start of a lift lies below the noise: there each end is
+placed by a least-squares fit of the same power laws to the raw samples of the phase,
+from the end up to where the speed reaches :data:`FIT_FRACTION` of the phase's peak.
+Reps are phase patterns:
 
 * hip thrust, bodyweight hip thrust, deadlift (up first): a concentric up-phase, a
   lockout of at least ``min_lockout_s`` (one longer than :data:`HOLD_AT_REST_S` must
@@ -50,6 +54,8 @@ from sensorhub.analysis.velocity import VerticalMotion
 __all__ = ["EXERCISE_LIMITS", "ExerciseLimits", "Rep", "RepDetector", "detect_reps"]
 
 FloatArray = npt.NDArray[np.float64]
+_Samples = tuple[FloatArray, FloatArray, FloatArray, FloatArray]
+"""Times (s), velocity used for phases (m/s), height (m), raw velocity (m/s); all (n,)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +126,13 @@ MAX_EXTRAPOLATION_S: Final = 0.3
 HISTORY_S: Final = 0.5
 SMOOTHING_HALF_S: Final = 0.01
 """Half-width of the moving average applied to a noisy (transducer) velocity, s."""
+FIT_FRACTION: Final = 0.25
+"""Noisy velocity: an end is fitted on the samples slower than this fraction of the peak;
+near the end, where the power law holds."""
+FIT_WINDOW_S: Final = 0.5
+"""... and at most this long before the speed reaches it (s): a slow rep starts slowly."""
+FIT_STEP_S: Final = 0.001
+"""Resolution of the fitted end times (s)."""
 MIN_PHASE_M: Final = 0.02
 """A phase must travel this far to count (m); fidgets and footsteps travel less."""
 PARTIAL_FRACTION: Final = 0.8
@@ -154,7 +167,7 @@ class _Smoother:
     """Centred moving average of 2·half + 1 samples over a stream (truncated at the ends).
 
     Output lags input by ``half`` samples; each window is averaged on its own, so the
-    values do not depend on how the stream is batched.
+    values do not depend on how the stream is batched. Emits (t, averaged v, z, raw v).
     """
 
     def __init__(self, half: int) -> None:
@@ -164,26 +177,24 @@ class _Smoother:
         self._z = np.empty(0)
         self._next = 0  # index in the buffer of the first sample not yet output
 
-    def push(
-        self, t: FloatArray, v: FloatArray, z: FloatArray
-    ) -> tuple[FloatArray, FloatArray, FloatArray]:
+    def push(self, t: FloatArray, v: FloatArray, z: FloatArray) -> _Samples:
         self._t = np.concatenate([self._t, t])
         self._v = np.concatenate([self._v, v])
         self._z = np.concatenate([self._z, z])
         return self._emit(len(self._t) - self.half)
 
-    def flush(self) -> tuple[FloatArray, FloatArray, FloatArray]:
+    def flush(self) -> _Samples:
         return self._emit(len(self._t))
 
-    def _emit(self, stop: int) -> tuple[FloatArray, FloatArray, FloatArray]:
+    def _emit(self, stop: int) -> _Samples:
         h, start = self.half, self._next
         if stop <= start:
-            return np.empty(0), np.empty(0), np.empty(0)
+            return np.empty(0), np.empty(0), np.empty(0), np.empty(0)
         n = len(self._v)
         lo = np.maximum(np.arange(start, stop) - h, 0)
         hi = np.minimum(np.arange(start, stop) + h + 1, n)
         out = np.array([self._v[a:b].mean() for a, b in zip(lo, hi, strict=True)])
-        result = (self._t[start:stop], out, self._z[start:stop])
+        result = (self._t[start:stop], out, self._z[start:stop], self._v[start:stop])
         keep = max(0, stop - h)
         self._t, self._v, self._z = self._t[keep:], self._v[keep:], self._z[keep:]
         self._next = stop - keep
@@ -220,6 +231,7 @@ class RepDetector:
         self._t: FloatArray = np.empty(0)
         self._v: FloatArray = np.empty(0)
         self._z: FloatArray = np.empty(0)
+        self._raw: FloatArray = np.empty(0)  # velocity before averaging (noisy input)
         self._run_at = 0  # index in the buffer where the run in progress starts
         self._pending_up: _Phase | None = None
         self._pending_down: _Phase | None = None
@@ -241,8 +253,8 @@ class RepDetector:
             if self._smoother is None:
                 self._start_smoothing(motion)
             assert self._smoother is not None
-            t, v, z = self._smoother.push(t, v, z)
-        return self._process(t, v, z)
+            return self._process(*self._smoother.push(t, v, z))
+        return self._process(t, v, z, v)
 
     def flush(self) -> list[Rep]:
         """End of the recording: finish the run in progress and any waiting rep."""
@@ -250,12 +262,12 @@ class RepDetector:
         if self._smoother is not None:
             reps += self._process(*self._smoother.flush())
         if len(self._t) > self._run_at:
-            t, v, z = self._t, self._v, self._z
-            sign = np.sign(v).astype(np.int8)
-            reps += self._run_done(t, v, z, sign, (self._run_at, len(t)), closed=False)
+            samples = (self._t, self._v, self._z, self._raw)
+            sign = np.sign(self._v).astype(np.int8)
+            reps += self._run_done(samples, sign, (self._run_at, len(self._t)), closed=False)
         if self._candidate is not None:
             reps += self._finish_squat(None)
-        self._t, self._v, self._z = np.empty(0), np.empty(0), np.empty(0)
+        self._t, self._v, self._z, self._raw = np.empty(0), np.empty(0), np.empty(0), np.empty(0)
         self._run_at = 0
         return reps
 
@@ -281,12 +293,15 @@ class RepDetector:
         noise = motion.velocity_noise_mps / math.sqrt(2 * half + 1)
         self._eps = max(MIN_SPEED_MPS, 2.0 * noise)
 
-    def _process(self, t_new: FloatArray, v_new: FloatArray, z_new: FloatArray) -> list[Rep]:
+    def _process(
+        self, t_new: FloatArray, v_new: FloatArray, z_new: FloatArray, raw_new: FloatArray
+    ) -> list[Rep]:
         if len(t_new) == 0:
             return []
         t = np.concatenate([self._t, t_new])
         v = np.concatenate([self._v, v_new])
         z = np.concatenate([self._z, z_new])
+        raw = np.concatenate([self._raw, raw_new])
         sign = np.sign(v).astype(np.int8)
         reps: list[Rep] = []
         # Runs end where the sign changes; the buffer holds the run in progress from
@@ -295,11 +310,11 @@ class RepDetector:
         for end in np.flatnonzero(sign[1:] != sign[:-1]) + 1:
             if end <= start:
                 continue
-            reps += self._run_done(t, v, z, sign, (start, int(end)))
+            reps += self._run_done((t, v, z, raw), sign, (start, int(end)))
             start = int(end)
         # Keep some history before the run in progress: its start may be extrapolated back.
         keep = min(max(0, start - 1), int(np.searchsorted(t, t[start] - HISTORY_S)))
-        self._t, self._v, self._z = t[keep:], v[keep:], z[keep:]
+        self._t, self._v, self._z, self._raw = t[keep:], v[keep:], z[keep:], raw[keep:]
         self._run_at = start - keep
         while len(self._rests) > 1 and self._rests[0][1] < t[keep] - REST_MEMORY_S:
             self._rests.popleft()
@@ -315,9 +330,7 @@ class RepDetector:
 
     def _run_done(
         self,
-        t: FloatArray,
-        v: FloatArray,
-        z: FloatArray,
+        samples: _Samples,
         sign: npt.NDArray[np.int8],
         span: tuple[int, int],
         *,
@@ -325,6 +338,7 @@ class RepDetector:
     ) -> list[Rep]:
         """A run of one sign over samples a..b-1 has ended; make it a phase if it moved."""
         a, b = span
+        t, v, z, raw = samples
         s = int(sign[a])
         if s == 0:
             return []
@@ -337,10 +351,20 @@ class RepDetector:
             return reps
         first, last = a + int(fast[0]), a + int(fast[-1])
         ratio = 3.0
-        t0 = _takeoff(t, w, (a, first), eps, ratio=ratio, power=ONSET_POWER)
         n = len(t)
-        # The end is the start of the time-reversed movement.
-        t1 = -_takeoff(-t[::-1], w[::-1], (n - b, n - 1 - last), eps, ratio=ratio, power=STOP_POWER)
+        if self._smoother is not None:
+            # Noisy: fitted on the raw samples of the run (the same however it was batched).
+            run_t, run_w = t[a:b], s * raw[a:b]
+            rise = np.flatnonzero(w[a:b] >= FIT_FRACTION * peak)
+            t0 = _fit_takeoff(run_t, run_w, int(rise[0]), power=ONSET_POWER)
+            # The end is the start of the time-reversed movement.
+            back = b - a - 1 - int(rise[-1])
+            t1 = -_fit_takeoff(-run_t[::-1], run_w[::-1], back, power=STOP_POWER)
+        else:
+            t0 = _takeoff(t, w, (a, first), eps, ratio=ratio, power=ONSET_POWER)
+            t1 = -_takeoff(
+                -t[::-1], w[::-1], (n - b, n - 1 - last), eps, ratio=ratio, power=STOP_POWER
+            )
         if b < n:
             t1 = min(t1, float(t[b]))  # stopped, at the latest, where the velocity turned
         if not closed:
@@ -561,6 +585,31 @@ def _takeoff(
     # The measured ratio is noisy: it is pulled half-way (in log) towards the prior.
     q = math.sqrt(min(ratio, max(1.1, q)) * prior)
     return max(t1 - MAX_EXTRAPOLATION_S, t1 - (t2 - t1) / (q - 1.0))
+
+
+def _fit_takeoff(t: FloatArray, w: FloatArray, reached: int, *, power: float) -> float:
+    """When a movement of noisy speed ``w`` took off: least squares on the samples.
+
+    ``t``, ``w`` (n,): a run of samples (s, m/s), the movement in it positive; by sample
+    ``reached`` the speed has reached :data:`FIT_FRACTION` of its peak. The speed is taken
+    as 0 before the takeoff t0 and ``c·(t - t0)^power`` after it; t0 (on a
+    :data:`FIT_STEP_S` grid up to :data:`FIT_WINDOW_S` before ``t[reached]``) and c >= 0
+    are those that fit the samples up to ``reached`` best. A sample before t0 that runs the
+    other way costs nothing: the run may begin where a movement the other way ends.
+    """
+    end = float(t[reached])
+    lo = int(np.searchsorted(t, end - FIT_WINDOW_S))
+    ts, ws = t[lo : reached + 1], w[lo : reached + 1]
+    if len(ts) < 3:
+        return float(t[0])
+    t0s = end - FIT_STEP_S * np.arange(round(FIT_WINDOW_S / FIT_STEP_S), 0, -1)
+    lag = ts[None, :] - t0s[:, None]  # (m, k): time since each candidate takeoff
+    after = lag > 0
+    x = np.where(after, np.maximum(lag, 0.0) ** power, 0.0)
+    sxx = (x * x).sum(axis=1)
+    c = np.maximum((x * ws).sum(axis=1), 0.0) / np.where(sxx > 0, sxx, 1.0)
+    cost = np.where(after, (ws - c[:, None] * x) ** 2, np.maximum(ws, 0.0) ** 2).sum(axis=1)
+    return float(t0s[int(np.argmin(cost))])
 
 
 def _cumulative(t: FloatArray, v: FloatArray, z0: float, t0: float) -> FloatArray:
