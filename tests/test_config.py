@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sensorhub.cli import main
 from sensorhub.config import AthleteSettings, ServiceConfig
 from sensorhub.errors import ConfigError
 
@@ -145,3 +146,20 @@ def test_any_hub_table_gives_a_config_or_a_config_error(table: dict[str, object]
     text = "[hub]\n" + "\n".join(f"{k} = {_toml_value(v)}" for k, v in table.items())
     with contextlib.suppress(ConfigError):
         ServiceConfig.from_toml(text)
+
+
+def test_run_refuses_a_broken_config_with_one_clear_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "hub.toml"
+    config.write_text("[mqtt]\nlive_rate_hz = 1000\n")
+    code = main(["run", "--config", str(config), "--state-dir", str(tmp_path / "state")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.strip() == (
+        f"sensorhub: error: {config}: [mqtt] live_rate_hz = 1000.0: allowed 0.1 to 100"
+    )
+    assert not (tmp_path / "state").exists()  # nothing started, nothing written
+    code = main(["run", "--config", str(tmp_path / "missing.toml")])
+    assert code == 2
+    assert "does not exist" in capsys.readouterr().err
