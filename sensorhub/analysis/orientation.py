@@ -66,17 +66,26 @@ class OrientationTracker:
         removed, (n, 3) m/s², z up.
         """
         n = len(accel)
-        quaternions = np.empty((n, 4))
-        earth = np.empty((n, 3))
         accel_g = np.ascontiguousarray(accel, dtype=np.float64) / G
         gyro_dps = np.ascontiguousarray(gyro, dtype=np.float64) * (180.0 / math.pi)
         ahrs = self._ahrs
-        for i in range(n):  # imufusion's C core takes one sample per call
-            ahrs.update_no_magnetometer(gyro_dps[i], accel_g[i])
-            quaternions[i] = ahrs.get_quaternion()
-            earth[i] = ahrs.get_earth_acceleration()
-        earth *= G
-        return quaternions, earth
+        update, quaternion, acceleration = (
+            ahrs.update_no_magnetometer,
+            ahrs.get_quaternion,
+            ahrs.get_earth_acceleration,
+        )
+        # imufusion's C core takes one sample per call. This loop runs for every sample
+        # the hub receives: its results are gathered in lists (assigning array rows one by
+        # one cost more than the fusion itself).
+        quaternions: list[FloatArray] = []
+        earth: list[FloatArray] = []
+        for gyro_i, accel_i in zip(gyro_dps, accel_g, strict=True):
+            update(gyro_i, accel_i)
+            quaternions.append(quaternion())
+            earth.append(acceleration())
+        earth_si = np.array(earth, dtype=np.float64).reshape(n, 3)
+        earth_si *= G
+        return np.array(quaternions, dtype=np.float64).reshape(n, 4), earth_si
 
 
 def fuse(
@@ -111,10 +120,36 @@ def quat_conjugate(q: FloatArray) -> FloatArray:
     return conjugate
 
 
+def vector_norm(v: FloatArray, axis: int = -1, *, keepdims: bool = False) -> FloatArray:
+    """Euclidean length along ``axis``; the same numbers as ``np.linalg.norm``, sooner.
+
+    ``np.linalg.norm`` checks its arguments at length; per sensor batch that cost more
+    than the arithmetic.
+    """
+    squares: FloatArray = v * v
+    out: FloatArray = np.sqrt(squares.sum(axis=axis, keepdims=keepdims))
+    return out
+
+
+def cross(a: FloatArray, b: FloatArray) -> FloatArray:
+    """Cross product of vectors (…, 3), broadcast; the same numbers as ``np.cross``.
+
+    ``np.cross`` spends most of its time setting up (axis moves, broadcasting checks):
+    on the few tens of samples of one sensor batch it was the analysis's costliest call.
+    """
+    a0, a1, a2 = a[..., 0], a[..., 1], a[..., 2]
+    b0, b1, b2 = b[..., 0], b[..., 1], b[..., 2]
+    out: FloatArray = np.empty(np.broadcast_shapes(a.shape, b.shape))
+    out[..., 0] = a1 * b2 - a2 * b1
+    out[..., 1] = a2 * b0 - a0 * b2
+    out[..., 2] = a0 * b1 - a1 * b0
+    return out
+
+
 def quat_rotate(q: FloatArray, v: FloatArray) -> FloatArray:
     """Rotate vectors (…, 3) by quaternions (…, 4)."""
     w = q[..., :1]
     u = q[..., 1:]
-    t = 2.0 * np.cross(u, v)
-    rotated: FloatArray = v + w * t + np.cross(u, t)
+    t = 2.0 * cross(u, v)
+    rotated: FloatArray = v + w * t + cross(u, t)
     return rotated

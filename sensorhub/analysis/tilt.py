@@ -74,9 +74,11 @@ from sensorhub.analysis.orientation import (
     FusionSettings,
     G,
     OrientationTracker,
+    cross,
     quat_conjugate,
     quat_multiply,
     quat_rotate,
+    vector_norm,
 )
 
 __all__ = [
@@ -176,7 +178,7 @@ class TiltCalibration:
 def _up_in_sensor(q: FloatArray) -> FloatArray:
     """Unit up vector (…, 3) in the sensor frame for sensor→earth quaternions (…, 4)."""
     u = quat_rotate(quat_conjugate(q), np.broadcast_to(_UP, (*q.shape[:-1], 3)))
-    out: FloatArray = u / np.linalg.norm(u, axis=-1, keepdims=True)
+    out: FloatArray = u / vector_norm(u, axis=-1, keepdims=True)
     return out
 
 
@@ -235,8 +237,8 @@ class _SensorOffsets:
         """Screen raw samples (n, 3) for stillness and fold the still ones in."""
         n = len(accel)
         k = self.before + self.after
-        still = (np.linalg.norm(gyro - self.gyro, axis=1) < _STILL_RATE) & (
-            np.abs(np.linalg.norm(accel, axis=1) - G) < _STILL_ACCEL
+        still = (vector_norm(gyro - self.gyro, axis=1) < _STILL_RATE) & (
+            np.abs(vector_norm(accel, axis=1) - G) < _STILL_ACCEL
         )
         flags = np.concatenate([self._still, still])
         counts = np.concatenate([[0], np.cumsum(flags)])
@@ -253,7 +255,7 @@ class _SensorOffsets:
         if len(accel) == 0:
             return
         dt = 1.0 / self.fs
-        norm = np.linalg.norm(accel, axis=1)
+        norm = vector_norm(accel, axis=1)
         u = accel / norm[:, None]
         rho = (norm**2 - G**2) / (2.0 * norm)
         self._info += dt * (u.T @ u)
@@ -467,7 +469,7 @@ class TiltEstimator:
                 return np.full(len(u), np.nan)
             axes = np.broadcast_to(self._axis, u.shape)
         up_n = self._up_n
-        num = np.einsum("ij,ij->i", axes, np.cross(u, up_n))
+        num = np.einsum("ij,ij->i", axes, cross(u, up_n))
         tilt: FloatArray = np.degrees(np.arctan2(num, u @ up_n))
         return tilt
 
@@ -481,7 +483,7 @@ class TiltEstimator:
         sw = self._swing
         cos = u @ up_n
         dev = u - cos[:, None] * up_n
-        sin = np.linalg.norm(dev, axis=1)
+        sin = vector_norm(dev, axis=1)
         angle = np.arctan2(sin, cos)
         use = (angle >= _LEARN_MIN_RAD) & (angle <= _LEARN_MAX_RAD)
         n = len(u)
@@ -501,8 +503,8 @@ class TiltEstimator:
         planar = vals[:, 1] <= _PLANARITY_MAX * np.maximum(vals[:, 2], 1e-300)
         ready = (count >= LEARN_MIN_S * self._fs) & planar
         learned = np.logical_or.accumulate(ready | sw.learned)
-        axis = np.cross(up_n, e)
-        axis /= np.linalg.norm(axis, axis=1, keepdims=True)
+        axis = cross(up_n, e)
+        axis /= vector_norm(axis, axis=1, keepdims=True)
         axes[learned] = axis[learned]
         sw.scatter = scatter[-1]
         sw.total = total[-1]

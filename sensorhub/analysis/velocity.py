@@ -41,7 +41,7 @@ import numpy as np
 import numpy.typing as npt
 from numpy.lib.stride_tricks import sliding_window_view
 
-from sensorhub.analysis.orientation import G, OrientationTracker
+from sensorhub.analysis.orientation import G, OrientationTracker, vector_norm
 
 __all__ = [
     "RestSettings",
@@ -277,7 +277,7 @@ class VerticalVelocityEstimator:
             count += have
         smoothed = total / count[:, None]
         self._accel_tail = history[len(history) - (k - 1) :] if k > 1 else np.empty((0, 3))
-        feat = np.column_stack([np.linalg.norm(smoothed, axis=1), smoothed, gyro])
+        feat = np.column_stack([vector_norm(smoothed, axis=1), smoothed, gyro])
         self._feat = np.concatenate([self._feat, feat])
         self._feat_t = np.concatenate([self._feat_t, t])
         self._feat_az = np.concatenate([self._feat_az, earth[:, 2]])
@@ -338,9 +338,9 @@ class VerticalVelocityEstimator:
         norm_lo = win[:, 0].min(axis=1)
         rate = win[:, 4:7]
         rate_mean = rate.mean(axis=2)
-        rate_spread = np.linalg.norm(rate - rate_mean[:, :, None], axis=1).max(axis=1)
+        rate_spread = vector_norm(rate - rate_mean[:, :, None], axis=1).max(axis=1)
         still = (
-            (np.linalg.norm(rate_mean, axis=1) < s.gyro_rest_rad_s)
+            (vector_norm(rate_mean, axis=1) < s.gyro_rest_rad_s)
             & (rate_spread < s.gyro_spread_rad_s)
             & (spread < s.accel_range_rest)
             & (np.maximum(norm_hi - G, G - norm_lo) < s.accel_norm_tolerance)
@@ -373,7 +373,7 @@ class VerticalVelocityEstimator:
         """Still-looking samples from ``pos`` on, checked against the last rest's offsets."""
         ok = j.still[pos:]
         if self._gyro_ref is not None:
-            drift = np.linalg.norm(j.rate_mean[pos:] - self._gyro_ref, axis=1)
+            drift = vector_norm(j.rate_mean[pos:] - self._gyro_ref, axis=1)
             ok = ok & (drift < self.settings.gyro_steady_rad_s)
         return ok
 
