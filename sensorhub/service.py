@@ -94,8 +94,11 @@ class Service:
         radio: Radio | None = None,
         view: RecordSink | None = None,
         say: Callable[[str], None] = lambda _line: None,
+        trace: Callable[[Record, float], None] | None = None,
     ) -> None:
         self.config = config
+        self._trace = trace
+        """Told every record with its batch's arrival time (0.0: from the clock): the bench."""
         self.state_dir = ensure_state_dir(config.state_dir or default_state_dir())
         self.registry = SensorRegistry(self.state_dir / "sensors.json")
         self.clock = WallClock()
@@ -275,7 +278,7 @@ class Service:
             # A full disk must not stop the live metrics; it is said loudly, once per batch.
             log.error("%s: %s", sensor.label, exc)
             return
-        self._emit(events)
+        self._emit(events, batch.received_at)
 
     def _athlete_for(self, sensor: RegisteredSensor) -> _Athlete:
         """The athlete's analysis; rebuilt (after flushing) when a new sensor joins."""
@@ -344,10 +347,12 @@ class Service:
 
     # Events out -------------------------------------------------------------------------
 
-    def _emit(self, events: list[Event]) -> None:
+    def _emit(self, events: list[Event], received_at: float = 0.0) -> None:
         session = self.session
         for event in events:
             record = event_record(event, self.clock)
+            if self._trace is not None:
+                self._trace(record, received_at)
             if session is not None:
                 record["session_id"] = session.id
                 if record["type"] in {"rep", "set", "alert"}:

@@ -100,6 +100,8 @@ class SensorBatch:
     """Samples lost just before this batch (0 when it follows on exactly)."""
     frame: bytes = b""
     """The data frame as it came off the radio, for the session store (re-analysis)."""
+    received_at: float = 0.0
+    """Hub time (s, monotonic) its notification arrived: where latency is measured from."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +176,7 @@ class SensorLink:
         self.battery_pct: int | None = None
         self.rssi: int | None = None
         self.last_error: str | None = None
-        self._raw: deque[bytes] = deque(maxlen=RAW_QUEUE_FRAMES)
+        self._raw: deque[tuple[bytes, float]] = deque(maxlen=RAW_QUEUE_FRAMES)
         self._raw_ready = asyncio.Event()
         self._last_data_at = clock()
         self._rate_window: deque[tuple[float, int]] = deque(maxlen=64)
@@ -237,8 +239,8 @@ class SensorLink:
         # The notification callback only queues: decoding and accounting happen in batches().
         if len(self._raw) == self._raw.maxlen:
             self.frames_dropped += 1  # drop-oldest: the deque pushes the oldest out
-        self._raw.append(bytes(data))
         self._last_data_at = self._clock()
+        self._raw.append((bytes(data), self._last_data_at))
         self._raw_ready.set()
 
     async def batches(self) -> AsyncIterator[SensorBatch]:
@@ -248,15 +250,15 @@ class SensorLink:
                 self._raw_ready.clear()
                 await self._raw_ready.wait()
                 continue
-            data = self._raw.popleft()
+            data, received_at = self._raw.popleft()
             if data is _RESTART_MARKER:
                 self.accounting.expect_restart()
                 continue
-            batch = self._decode(data)
+            batch = self._decode(data, received_at)
             if batch is not None:
                 yield batch
 
-    def _decode(self, data: bytes) -> SensorBatch | None:
+    def _decode(self, data: bytes, received_at: float = 0.0) -> SensorBatch | None:
         try:
             frame = decode(data)
         except FirmwareProtocolError:
@@ -281,6 +283,7 @@ class SensorLink:
                 gyro=frame.gyro,
                 lost_before=seen.lost_samples,
                 frame=data,
+                received_at=received_at,
             )
         return SensorBatch(
             self.address,
@@ -289,6 +292,7 @@ class SensorLink:
             velocity=frame.velocity,
             lost_before=seen.lost_samples,
             frame=data,
+            received_at=received_at,
         )
 
     # Connection loop --------------------------------------------------------------------
@@ -374,7 +378,7 @@ class SensorLink:
             # A fresh stream: a jump in sensor time before its first frame is not loss.
             # The marker goes through the frame queue, so frames of the old stream still
             # waiting there are accounted for before it.
-            self._raw.append(_RESTART_MARKER)
+            self._raw.append((_RESTART_MARKER, self._clock()))
             await control.send(StartStreaming(0), timeout=COMMAND_TIMEOUT_S)
 
     async def _supervise(self, control: ControlPoint, disconnected: asyncio.Event) -> None:
