@@ -3,7 +3,9 @@
 One :class:`Emulator` plays one athlete's scenario: an IMU sensor on each body the
 exercise involves (bar, pelvis) and, on request, a bar-velocity sensor on the bar. Their
 addresses, mounting rotations and clock drifts follow from the seed, so the same seed
-gives the same sensors every time (a user pairs once and keeps the bond).
+gives the same sensors every time (a user pairs once and keeps the bond). ``athletes``
+plays the same scenario on several athletes at once (a busy gym: load and scale tests),
+each with sensors of their own.
 """
 
 from __future__ import annotations
@@ -72,6 +74,8 @@ class EmulatedSensor:
     firmware: VirtualSensor
     body: Body
     mounting: npt.NDArray[np.float64] | None
+    athlete: int = 0
+    """Which copy of the scenario's athlete wears it (0 unless ``athletes`` > 1)."""
 
 
 def _address(rng: np.random.Generator) -> str:
@@ -91,7 +95,10 @@ class Emulator:
         radio: VirtualRadio | None = None,
         bar_velocity: bool = False,
         clock: Callable[[], float] = time.monotonic,
+        athletes: int = 1,
     ) -> None:
+        if not 1 <= athletes <= 1000:
+            raise ValueError(f"athletes = {athletes}: give 1 to 1000 copies of the athlete")
         self.scenario = scenario
         self.seed = seed
         self.radio = radio or VirtualRadio()
@@ -101,13 +108,20 @@ class Emulator:
         self.started_at: float | None = None
         self.started_unix: float | None = None
         self.sensors: list[EmulatedSensor] = []
-        self._plan: list[tuple[SensorProfile, Body, bool]] = []
-        rng = np.random.default_rng([seed, 0x5E45])
-        for body in self.trajectory.bodies:
-            self._plan.append((self._profile(rng, SensorKind.IMU, body), body, False))
-        if bar_velocity and "bar" in self.trajectory.bodies:
-            self._plan.append((self._profile(rng, SensorKind.BAR_VELOCITY, "bar"), "bar", True))
-        self._rng = rng
+        self._plan: list[tuple[SensorProfile, Body, bool, int]] = []
+        taken: set[str] = set()
+        for athlete in range(athletes):
+            # The first athlete's sensors are those of a one-athlete emulator of this seed.
+            rng = np.random.default_rng([seed, 0x5E45] + ([athlete] if athlete else []))
+            wanted = [(SensorKind.IMU, body) for body in self.trajectory.bodies]
+            if bar_velocity and "bar" in self.trajectory.bodies:
+                wanted.append((SensorKind.BAR_VELOCITY, "bar"))
+            for kind, body in wanted:
+                profile = self._profile(rng, kind, body)
+                while profile.address in taken:
+                    profile = self._profile(rng, kind, body)
+                taken.add(profile.address)
+                self._plan.append((profile, body, kind is SensorKind.BAR_VELOCITY, athlete))
 
     @staticmethod
     def _profile(rng: np.random.Generator, kind: SensorKind, body: Body) -> SensorProfile:
@@ -126,15 +140,17 @@ class Emulator:
         self.started_at = self._clock()
         self.started_unix = time.time()
         try:
-            for profile, body, is_bar_sensor in self._plan:
-                await self._start_sensor(profile, body, is_bar_sensor=is_bar_sensor)
+            for profile, body, is_bar_sensor, athlete in self._plan:
+                await self._start_sensor(
+                    profile, body, is_bar_sensor=is_bar_sensor, athlete=athlete
+                )
         except BaseException:
             await self._exit_stack.aclose()
             raise
         return self
 
     async def _start_sensor(
-        self, profile: SensorProfile, body: Body, *, is_bar_sensor: bool
+        self, profile: SensorProfile, body: Body, *, is_bar_sensor: bool, athlete: int = 0
     ) -> None:
         sensor_rng = np.random.default_rng([self.seed, len(self.sensors), 0x1A0])
         mounting: npt.NDArray[np.float64] | None = None
@@ -152,7 +168,7 @@ class Emulator:
             profile, device, source, clock=self._clock, scenario_start=self.started_at
         )
         await self._exit_stack.enter_async_context(firmware)
-        self.sensors.append(EmulatedSensor(firmware, body, mounting))
+        self.sensors.append(EmulatedSensor(firmware, body, mounting, athlete))
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self._exit_stack.aclose()
@@ -165,6 +181,7 @@ class Emulator:
                 "name": sensor.firmware.profile.display_name,
                 "kind": sensor.firmware.profile.kind.name.lower(),
                 "body": sensor.body,
+                "athlete": sensor.athlete,
                 "clock_drift_ppm": sensor.firmware.profile.clock_drift_ppm,
                 "mounting_wxyz": None if sensor.mounting is None else sensor.mounting.tolist(),
             }

@@ -12,6 +12,7 @@ from typing import Any
 
 from firmware_protocol.virtual.emulator import Emulator
 from firmware_protocol.virtual.scenario import Scenario
+from sensorhub.errors import ConfigError
 
 
 def add_parser(commands: Any) -> None:
@@ -48,6 +49,14 @@ def add_parser(commands: Any) -> None:
         action="store_true",
         help="add a bar-velocity (position transducer) sensor on the bar",
     )
+    parser.add_argument(
+        "--athletes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="play the scenario on N athletes at once, each with sensors of their own "
+        "(default: %(default)s)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no status lines")
     parser.set_defaults(run=run)
 
@@ -55,7 +64,11 @@ def add_parser(commands: Any) -> None:
 async def run(args: argparse.Namespace) -> int:
     """Run the emulator until the duration ends or a signal arrives."""
     scenario = Scenario.from_name_or_path(args.scenario)
-    emulator = Emulator(scenario, seed=args.seed, bar_velocity=args.bar_velocity)
+    if not 1 <= args.athletes <= 1000:
+        raise ConfigError(f"--athletes {args.athletes}: give 1 to 1000")
+    emulator = Emulator(
+        scenario, seed=args.seed, bar_velocity=args.bar_velocity, athletes=args.athletes
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -68,7 +81,8 @@ async def run(args: argparse.Namespace) -> int:
         say(f"scenario {scenario.name!r} ({scenario.exercise}), seed {args.seed}")
         for sensor in emulator.describe():
             address, name, kind = sensor["address"], sensor["name"], sensor["kind"]
-            say(f"  {address}  {name:<12} {kind:<12} on {sensor['body']}")
+            wearer = f" of athlete {sensor['athlete'] + 1}" if args.athletes > 1 else ""
+            say(f"  {address}  {name:<12} {kind:<12} on {sensor['body']}{wearer}")
         if args.truth:
             say(f"ground truth written to {args.truth}")
         await _wait(stop, args.duration, emulator, say)
