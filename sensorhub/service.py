@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,6 +45,8 @@ log = logging.getLogger(__name__)
 TICK_S: Final = 0.25
 """How often time is let pass in the analysis (a set ends on a quiet clock, too)."""
 STATUS_EVERY_S: Final = 5.0
+COMPLAIN_EVERY_S: Final = 10.0
+"""A failure that repeats with every batch (a full disk) is logged at most this often."""
 NEUTRAL_HOLD_S: Final = 3.0
 """The ``calibrate`` command measures the neutral pelvis over this long, from 0.5 s on."""
 
@@ -111,6 +114,7 @@ class Service:
         self.session: SessionInfo | None = None
         self._athletes: dict[str, _Athlete] = {}
         self._loads: dict[str, float | None] = {}
+        self._complained: dict[str, float] = {}
         self.broker_url = ""
         self.broker_display = ""
         """The broker's URL without its password, for people."""
@@ -189,7 +193,12 @@ class Service:
             await asyncio.sleep(TICK_S)
             now = time.monotonic()
             for athlete in list(self._athletes.values()):
-                self._emit(athlete.analyzer.tick(now))
+                try:
+                    events = athlete.analyzer.tick(now)
+                except Exception:  # noqa: BLE001 - one athlete's analysis must not stop the hub
+                    self._complain(f"analysis {athlete.name}", "analysis failed", trace=True)
+                    continue
+                self._emit(events)
             if now - last_status >= STATUS_EVERY_S:
                 last_status = now
                 for status in self.hub.statuses():
@@ -264,6 +273,10 @@ class Service:
             return
         try:
             self.store.add_batch(session.id, sensor, batch)
+        except SensorhubError as exc:
+            # A full disk must not stop the live metrics: they go on, the loss is told.
+            self._complain("store", f"{sensor.label}: raw frames not recorded: {exc}")
+        try:
             athlete = self._athlete_for(sensor)
             role = athlete.roles[sensor.address]
             if role == "bar_velocity":
@@ -274,9 +287,10 @@ class Service:
                 assert batch.accel is not None
                 assert batch.gyro is not None
                 events = athlete.analyzer.feed_imu(role, batch.t, batch.accel, batch.gyro)
-        except SensorhubError as exc:
-            # A full disk must not stop the live metrics; it is said loudly, once per batch.
-            log.error("%s: %s", sensor.label, exc)
+        except Exception:  # noqa: BLE001 - one athlete's analysis must not stop the hub
+            self._complain(
+                f"analysis {sensor.athlete}", f"{sensor.label}: analysis failed", trace=True
+            )
             return
         self._emit(events, batch.received_at)
 
@@ -359,14 +373,28 @@ class Service:
                     try:
                         self.store.add_record(session.id, record)
                     except SensorhubError as exc:
-                        log.error("cannot record %s: %s", record["type"], exc)
+                        self._complain("store", f"cannot record a {record['type']}: {exc}")
                 if record["type"] == "rep" and not record["partial"]:
                     session.reps += 1
                 elif record["type"] == "set":
                     session.sets += 1
-            self.publisher.publish_record(record)
+            try:
+                self.publisher.publish_record(record)
+            except SensorhubError as exc:  # the outbox's disk is full or gone
+                self._complain("publish", f"cannot publish a {record['type']}: {exc}")
             if self.view is not None:
                 self.view.on_record(record)
+
+    def _complain(self, what: str, message: str, *, trace: bool = False) -> None:
+        """Log a failure that repeats with every batch once, then at most every 10 s."""
+        now = time.monotonic()
+        if now - self._complained.get(what, -math.inf) < COMPLAIN_EVERY_S:
+            return
+        self._complained[what] = now
+        if trace:
+            log.exception(message)
+        else:
+            log.error(message)
 
     # Commands ---------------------------------------------------------------------------
 
