@@ -129,6 +129,14 @@ class SensorCounters:
     connections: int = 0
     pairings: int = 0
     """Bonds made (a reconnect that reuses a bond makes none)."""
+    frames_corrupted: int = 0
+    """Frames sent deliberately undecodable (CORRUPT, TRUNCATED); not in ``frames_sent``."""
+    samples_corrupted: int = 0
+    frames_reordered: int = 0
+    """Frames sent after the frame that followed them (REORDER); in ``frames_sent`` too."""
+    samples_reordered: int = 0
+    frames_duplicated: int = 0
+    """Extra copies sent (DUPLICATE); not in ``frames_sent``."""
 
 
 class Fault(enum.Enum):
@@ -136,6 +144,14 @@ class Fault(enum.Enum):
 
     SILENT = "silent"
     """Keeps the link up but sends no data frames (and counts them undelivered)."""
+    CORRUPT = "corrupt"
+    """Sends frames whose header is damaged (the sample count byte inverted)."""
+    TRUNCATED = "truncated"
+    """Sends frames cut short, their last sample incomplete."""
+    REORDER = "reorder"
+    """Holds a frame back and sends it just after the frame that follows it."""
+    DUPLICATE = "duplicate"
+    """Sends frames twice in a row, as a link-layer retransmission gone wrong does."""
 
 
 @dataclass
@@ -171,6 +187,11 @@ class VirtualSensor:
         self.device = device
         self.counters = SensorCounters()
         self.faults: set[Fault] = set()
+        self.fault_every = 1
+        """A fault that mangles frames (all but SILENT) touches one frame in this many."""
+        self._fault_tick = 0
+        self._held: tuple[Connection, bytes, int] | None = None
+        self._clock_jump_us = 0
         self._source = source
         self._clock = clock
         self._boot = clock()
@@ -263,7 +284,15 @@ class VirtualSensor:
         """The sensor clock (a wrapping 32-bit µs counter) at true time ``at`` (default: now)."""
         elapsed = (self._clock() if at is None else at) - self._boot
         ticks = round(elapsed * _US * (1 + self.profile.clock_drift_ppm * 1e-6))
-        return (self.profile.clock_offset_us + ticks) & 0xFFFFFFFF
+        return (self.profile.clock_offset_us + self._clock_jump_us + ticks) & 0xFFFFFFFF
+
+    def jump_clock(self, delta_us: int) -> None:
+        """Make the sensor clock jump by ``delta_us`` (either way), as a glitching RTC does.
+
+        Sampling goes on undisturbed: only the timestamps in frames and TIME_SYNC
+        answers move, from the next frame on.
+        """
+        self._clock_jump_us += delta_us
 
     async def drop_link(self) -> None:
         """Drop the connection as a radio fade would (the sensor keeps sampling).
@@ -517,7 +546,9 @@ class VirtualSensor:
 
     def _tick_timestamp_us(self, tick: int) -> int:
         return (
-            self.profile.clock_offset_us + round(tick * _US / self._stream.rate_hz)
+            self.profile.clock_offset_us
+            + self._clock_jump_us
+            + round(tick * _US / self._stream.rate_hz)
         ) & 0xFFFFFFFF
 
     def _frame(
@@ -542,20 +573,62 @@ class VirtualSensor:
 
     async def _deliver(self, frame: ImuDataFrame | BarDataFrame, count: int) -> None:
         connection = self._encrypted_connection()
-        delivered = False
         dropping = connection is not None and connection is self._dropping
-        if connection is not None and Fault.SILENT not in self.faults and not dropping:
-            try:
-                await self.device.notify_subscriber(connection, self._data_char, bytes(frame))
-                delivered = self._subscribed(connection, self._data_char)
-            except Exception:  # a link that died mid-send loses the frame
-                log.debug("%s: notification failed", self.profile.display_name, exc_info=True)
-        if delivered:
+        held, self._held = self._held, None
+        if held is not None and held[0] is not connection:
+            # A frame held back for REORDER never reaches a link that has gone since.
+            self._count_undelivered(held[2])
+            held = None
+        if connection is None or Fault.SILENT in self.faults or dropping:
+            self._count_undelivered(count)
+            if held is not None:
+                self._count_undelivered(held[2])
+            return
+        data = bytes(frame)
+        self._fault_tick += 1
+        mangling = self._fault_tick % max(1, self.fault_every) == 0
+        if held is None and mangling and Fault.REORDER in self.faults:
+            self._held = (connection, data, count)
+            return
+        if mangling and Fault.CORRUPT in self.faults:
+            damaged = bytearray(data)
+            damaged[10] ^= 0xFF  # the sample count: the length no longer matches it
+            await self._notify_counted(connection, bytes(damaged), count, corrupted=True)
+        elif mangling and Fault.TRUNCATED in self.faults:
+            await self._notify_counted(connection, data[:-1], count, corrupted=True)
+        else:
+            sent = await self._notify_counted(connection, data, count)
+            if sent and mangling and Fault.DUPLICATE in self.faults:
+                with contextlib.suppress(Exception):
+                    await self.device.notify_subscriber(connection, self._data_char, data)
+                    self.counters.frames_duplicated += 1
+        if held is not None and await self._notify_counted(connection, held[1], held[2]):
+            self.counters.frames_reordered += 1
+            self.counters.samples_reordered += held[2]
+
+    async def _notify_counted(
+        self, connection: Connection, data: bytes, count: int, *, corrupted: bool = False
+    ) -> bool:
+        """Notify one data frame and count it; whether it reached a subscribed hub."""
+        delivered = False
+        try:
+            await self.device.notify_subscriber(connection, self._data_char, data)
+            delivered = self._subscribed(connection, self._data_char)
+        except Exception:  # a link that died mid-send loses the frame
+            log.debug("%s: notification failed", self.profile.display_name, exc_info=True)
+        if not delivered:
+            self._count_undelivered(count)
+        elif corrupted:
+            self.counters.frames_corrupted += 1
+            self.counters.samples_corrupted += count
+        else:
             self.counters.frames_sent += 1
             self.counters.samples_sent += count
-        else:
-            self.counters.frames_undelivered += 1
-            self.counters.samples_undelivered += count
+        return delivered
+
+    def _count_undelivered(self, count: int) -> None:
+        self.counters.frames_undelivered += 1
+        self.counters.samples_undelivered += count
 
     def _subscribed(
         self, connection: Connection, characteristic: gatt.Characteristic[bytes]
