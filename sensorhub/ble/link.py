@@ -180,6 +180,10 @@ class SensorLink:
         self._raw_ready = asyncio.Event()
         self._last_data_at = clock()
         self._rate_window: deque[tuple[float, int]] = deque(maxlen=64)
+        self._follows: tuple[int, int] | None = None
+        """(seq, unwrapped sensor µs) that the next frame has when it follows on exactly."""
+        self._jump_us = 0
+        """A sensor clock jump not yet seen by a TIME_SYNC, taken out of frame times."""
         self._runner: asyncio.Task[None] | None = None
         self._backoff = _Backoff()
 
@@ -273,7 +277,10 @@ class SensorLink:
         if seen.verdict in {FrameVerdict.DUPLICATE, FrameVerdict.LATE}:
             return None
         start_us = self.sensor_clock.unwrap(frame.timestamp_us)
-        t = self.sensor_clock.to_hub(start_us + frame.sample_offsets_us)
+        if seen.verdict is FrameVerdict.RESTART:
+            self._notice_clock_jump(frame.seq, start_us)
+        self._follows = ((frame.seq + 1) & 0xFFFF, start_us + frame.count * frame.interval_us)
+        t = self.sensor_clock.to_hub(start_us - self._jump_us + frame.sample_offsets_us)
         self._rate_window.append((float(t[-1]), frame.count))
         if isinstance(frame, ImuDataFrame):
             return SensorBatch(
@@ -295,6 +302,28 @@ class SensorLink:
             received_at=received_at,
         )
 
+    def _notice_clock_jump(self, seq: int, start_us: int) -> None:
+        """Keep frame times continuous across a jump of the sensor clock.
+
+        A frame that follows on by ``seq`` but not in sensor time means the sensor's
+        clock jumped (or the stream was stopped and started). Until the next TIME_SYNC
+        sees it, the clock fit maps the new readings as far off as the jump, seconds of
+        wrong sample times for analysis, so whichever reading (as stamped, or where the
+        last frame ended) lands nearer to now on the hub is taken. A stopped and
+        restarted stream is mapped right as stamped and keeps it.
+        """
+        follows = self._follows
+        if follows is None or seq != follows[0] or not self.sensor_clock.synced:
+            return
+        continuous_us = start_us - follows[1] + self._jump_us
+        now = self._clock()
+        as_stamped, as_continued = self.sensor_clock.to_hub(
+            [start_us - self._jump_us, start_us - continuous_us]
+        )
+        if abs(as_continued - now) < abs(as_stamped - now):
+            self._jump_us = continuous_us
+            log.info("%s: sensor clock jumped %+d µs", self.address, start_us - follows[1])
+
     # Connection loop --------------------------------------------------------------------
 
     async def _run(self) -> None:
@@ -304,7 +333,13 @@ class SensorLink:
                 await self._session(device)
                 self.last_error = "link lost"
                 delay = 0.0
-            except (BleakError, BluetoothError, TimeoutError, EOFError) as exc:
+            except (
+                BleakError,
+                BluetoothError,
+                TimeoutError,
+                EOFError,
+                FirmwareProtocolError,  # a sensor answering garbage: retry, never stop
+            ) as exc:
                 self.last_error = str(exc) or type(exc).__name__
                 delay = self._backoff.next(exc)
                 log.info("%s: %s; retrying in %.1f s", self.address, self.last_error, delay)
@@ -406,3 +441,4 @@ class SensorLink:
         response = await control.send(TimeSync(0), timeout=COMMAND_TIMEOUT_S)
         sensor_us = TimeSyncResult.decode(response.payload).sensor_time_us
         self.sensor_clock.add_sync(sent, control.last_received_at, sensor_us)
+        self._jump_us = 0  # the fit has seen the sensor clock as it reads now
