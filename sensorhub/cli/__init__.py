@@ -11,7 +11,7 @@ from typing import Any
 
 from firmware_protocol import FirmwareProtocolError
 from sensorhub import __version__
-from sensorhub.cli import analysis, demo, emulate, run, sensors, sessions
+from sensorhub.cli import analysis, bench, demo, emulate, run, sensors, sessions
 from sensorhub.errors import SensorhubError
 
 Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)"
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (run, demo, emulate):
+    for module in (run, demo, emulate, bench):
         module.add_parser(commands)
     sensors.add_parsers(commands)
     analysis.add_parsers(commands)

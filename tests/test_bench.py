@@ -1,0 +1,113 @@
+"""`sensorhub bench`: the figures are all there and sane (no timing thresholds here)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+
+import pytest
+
+from firmware_protocol.virtual.emulator import Emulator
+from firmware_protocol.virtual.scenario import Scenario
+from sensorhub.bench.latency import latency_scenario
+from sensorhub.bench.pipeline import make_frames, run_pipeline
+from sensorhub.bench.report import summarise
+from sensorhub.bench.scale import ProcessSample, cpu_pct, proc_sample
+from sensorhub.cli import build_parser
+
+REQUIRED = (
+    "pipeline_samples_per_s",
+    "imufusion_samples_per_s",
+    "pipeline_to_imufusion_ratio",
+    "rep_latency_p50_ms",
+    "rep_latency_p99_ms",
+)
+
+
+def test_the_pipeline_finds_the_reps_of_the_frames_it_is_timed_on() -> None:
+    scenario = latency_scenario(sets=1, reps=3)
+    stream = make_frames(scenario)
+    assert stream.samples == sum((len(data) - 12) // 12 for _, data, _ in stream.frames)
+    assert {role for role, _, _ in stream.frames} == {"bar", "pelvis"}
+    events = run_pipeline(stream)
+    assert events["rep"] == 3
+    assert events["tilt"] > 0
+    # Many frames per call give the same reps: only the cost per call differs.
+    assert run_pipeline(stream, frames_per_call=10)["rep"] == 3
+
+
+def test_proc_readings_of_this_process() -> None:
+    first = proc_sample(os.getpid())
+    sum(i * i for i in range(200_000))  # some CPU time to see
+    last = proc_sample(os.getpid())
+    assert last.cpu_s >= first.cpu_s >= 0
+    assert 10 < last.rss_mb < 10_000
+    assert cpu_pct(ProcessSample(0.0, 1.0, 0.0), ProcessSample(2.0, 1.5, 0.0)) == 25.0
+
+
+def test_figures_not_measured_are_null() -> None:
+    result = summarise(
+        pipeline=None, latency=None, scale={}, broker=None, machine={}, duration_s=0.0
+    )
+    assert all(result[key] is None for key in REQUIRED)
+    assert all(target["pass"] is None for target in result["targets"].values())
+
+
+@pytest.mark.parametrize("bad", ["0", "1,x", "", "1,500"])
+def test_bad_sensor_counts_are_refused(bad: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["bench", "--sensors", bad])
+    assert "--sensors" in capsys.readouterr().err
+
+
+async def test_several_athletes_have_sensors_of_their_own() -> None:
+    scenario = Scenario.preset("hip_thrust")
+    async with Emulator(scenario, seed=5) as one:
+        single = one.describe()
+    async with Emulator(scenario, seed=5, athletes=3) as many:
+        described = many.describe()
+    assert len(described) == 3 * len(single)
+    assert len({s["address"] for s in described}) == len(described)
+    assert [s["athlete"] for s in described] == [0, 0, 1, 1, 2, 2]
+    # The first athlete keeps the sensors (and so the bonds) of a one-athlete emulator.
+    assert [s["address"] for s in described[: len(single)]] == [s["address"] for s in single]
+
+
+@pytest.mark.timeout(240)
+async def test_bench_quick_json_has_every_figure() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "sensorhub",
+        "bench",
+        "--quick",
+        "--json",
+        "--sensors",
+        "1",
+        "--soak-s",
+        "3",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()[-3000:]
+    result = json.loads(out)
+    for key in REQUIRED:
+        assert isinstance(result[key], int | float), key
+        assert result[key] > 0, key
+    assert result["rep_latency_p50_ms"] <= result["rep_latency_p99_ms"]
+    ratio = result["pipeline_samples_per_s"] / result["imufusion_samples_per_s"]
+    assert result["pipeline_to_imufusion_ratio"] == pytest.approx(ratio, abs=0.002)
+    assert result["latency"]["rep"]["count"] == 3  # every rep of the scenario was heard
+    hub = result["1"]
+    assert 0 < hub["cpu_pct"] < 200
+    assert 10 < hub["rss_mb"] < 2000
+    scale = result["scale"]["1"]
+    assert scale["streaming"] == 1
+    assert 0 < scale["samples_per_s"] <= 1.2 * scale["expected_samples_per_s"]
+    assert scale["soak"]["samples"] >= 2
+    assert set(result["targets"]) >= {"pipeline_to_imufusion_ratio", "rep_latency_p99_ms"}
+    assert result["machine"]["cores"] >= 1
+    assert result["broker"] in {"mosquitto", "embedded (amqtt)"}
