@@ -28,6 +28,12 @@ G: Final = 9.80665
 MIN_RATE_HZ: Final = 10.0
 MAX_RATE_HZ: Final = 1000.0
 ANALYSIS_RATE_LIMITS_HZ: Final = (50.0, 400.0)
+MAX_ABS_T_S: Final = 1e10
+"""Timestamps beyond this are no clock we know (Unix seconds are about 2e9)."""
+MAX_ABS_ACCEL: Final = 2000.0
+"""m/s², about 200 g: no IMU measures more, and squaring more overflows nothing."""
+MAX_ABS_GYRO: Final = 200.0
+"""rad/s, about 11,000 °/s: over five times the widest gyro range."""
 """Recordings slower than 50 Hz are interpolated up, faster than 400 Hz averaged down."""
 
 
@@ -73,6 +79,7 @@ def load_csv(
                 )
             index = [names.index(c) for c in COLUMNS]
             rows: list[list[float]] = []
+            line_numbers: list[int] = []
             for line_number, row in enumerate(reader, start=2):
                 if not row or all(not cell.strip() for cell in row):
                     continue
@@ -86,15 +93,32 @@ def load_csv(
                 if not all(math.isfinite(v) for v in values):
                     raise RecordingError(f"{path}, line {line_number}: not a finite number")
                 rows.append(values)
+                line_numbers.append(line_number)
     except OSError as exc:
         raise RecordingError(f"cannot read {path}: {exc.strerror}") from exc
     except UnicodeDecodeError as exc:
         raise RecordingError(f"{path} is not a text CSV file ({exc.reason})") from exc
+    except csv.Error as exc:  # e.g. a field longer than any number (131,072 characters)
+        raise RecordingError(f"{path}: not a CSV file we can read ({exc})") from exc
     if len(rows) < 10:
         raise RecordingError(f"{path} has {len(rows)} samples; at least 10 are needed")
     data = np.asarray(rows, dtype=np.float64)
-    accel = data[:, 1:4] * (G if accel_unit == "g" else 1.0)
-    gyro = data[:, 4:7] * (math.pi / 180.0 if gyro_unit == "deg/s" else 1.0)
+    # Huge but finite values would overflow in the unit conversion or the analysis.
+    with np.errstate(over="ignore"):
+        accel = data[:, 1:4] * (G if accel_unit == "g" else 1.0)
+        gyro = data[:, 4:7] * (math.pi / 180.0 if gyro_unit == "deg/s" else 1.0)
+    out_of_range = (
+        (np.abs(data[:, 0]) > MAX_ABS_T_S)
+        | np.any(np.abs(accel) > MAX_ABS_ACCEL, axis=1)
+        | np.any(np.abs(gyro) > MAX_ABS_GYRO, axis=1)
+    )
+    if np.any(out_of_range):
+        line_number = line_numbers[int(np.argmax(out_of_range))]
+        raise RecordingError(
+            f"{path}, line {line_number}: a value no sensor gives (limits: |t| ≤ "
+            f"{MAX_ABS_T_S:g} s, |a| ≤ {MAX_ABS_ACCEL:g} m/s², |ω| ≤ {MAX_ABS_GYRO:g} rad/s); "
+            "check --accel-unit and --gyro-unit"
+        )
     return Recording(t=data[:, 0], accel=accel, gyro=gyro)
 
 

@@ -10,7 +10,13 @@ from typing import Any
 
 from sensorhub.analysis.athlete import AthleteAnalyzer
 from sensorhub.analysis.evaluate import EVALUATION_SEED, evaluate, format_table
-from sensorhub.analysis.recording import Segment, load_csv, regularise, still_window
+from sensorhub.analysis.recording import (
+    RecordingError,
+    Segment,
+    load_csv,
+    regularise,
+    still_window,
+)
 from sensorhub.analysis.reps import Rep
 from sensorhub.analysis.sets import SetSummary
 
@@ -87,6 +93,13 @@ def _set_json(summary: SetSummary, index: int) -> dict[str, Any]:
 
 def _analyse_segment(segment: Segment, args: argparse.Namespace) -> AthleteAnalyzer:
     neutral = still_window(segment) if args.role == "pelvis" else None
+    if args.role == "pelvis" and neutral is None:
+        # Tilt is measured from the neutral pose; without one there is nothing to report.
+        raise RecordingError(
+            f"{args.file}: the pelvis never lies still for a second from "
+            f"{segment.t[0]:.2f} s on, so there is no neutral pose to measure tilt from; "
+            "start the recording with the athlete holding still"
+        )
     analyzer = AthleteAnalyzer(
         "recording",
         args.exercise,
