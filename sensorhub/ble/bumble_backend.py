@@ -77,7 +77,7 @@ def hub_address(state_dir: Path) -> str:
     raw = bytearray(secrets.token_bytes(6))
     raw[0] |= 0xC0  # static random: the two top bits set
     address = ":".join(f"{byte:02X}" for byte in raw)
-    state_dir.mkdir(parents=True, exist_ok=True)
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # it holds the bonds: owner only
     path.write_text(address + "\n")
     return address
 
