@@ -1,0 +1,175 @@
+"""Security properties: who may connect, who may read, who may command (see SECURITY.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import stat
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import pytest
+from bleak.exc import BleakError
+
+from firmware_protocol import StartStreaming
+from firmware_protocol import gatt as uuids
+from firmware_protocol.virtual.emulator import Emulator
+from firmware_protocol.virtual.firmware import VirtualSensor
+from firmware_protocol.virtual.radio import VirtualRadio
+from firmware_protocol.virtual.scenario import Scenario
+from sensorhub.ble.radio import Radio
+from sensorhub.hub import Hub
+from sensorhub.mqtt import BrokerSettings, Command, MqttPublisher, TopicTree
+from sensorhub.pairing import pair_sensor
+from sensorhub.registry import SensorRegistry
+from tests.mosquitto import Mosquitto, subscribe
+from tests.test_faults_ble import StillImu
+from tests.test_hub_ble import Batches, firmware, wait_for
+
+
+@pytest.fixture
+async def air() -> VirtualRadio:
+    return VirtualRadio()
+
+
+@pytest.fixture
+async def athlete(air: VirtualRadio) -> AsyncIterator[Emulator]:
+    async with Emulator(Scenario.preset("hip_thrust"), seed=31, radio=air) as emulator:
+        yield emulator
+
+
+async def test_sensors_not_in_the_registry_are_never_connected(
+    air: VirtualRadio, athlete: Emulator, tmp_path: Path
+) -> None:
+    registry = SensorRegistry(tmp_path / "sensors.json")
+    bar, stranger = firmware(athlete, "bar"), firmware(athlete, "pelvis")
+    batches = Batches()
+    async with Radio.on_virtual_radio(air, state_dir=tmp_path) as radio:
+        await pair_sensor(radio, registry, bar.address, role="bar", athlete="Ada", calibrate=False)
+        async with Hub(radio, registry, on_batch=batches) as hub:
+            await wait_for(lambda: batches.samples(bar.address) > 200, 10, "bar data")
+            await asyncio.sleep(0.5)  # the stranger advertises all along, in pairing mode
+            assert set(hub.links) == {bar.address}
+    assert stranger.counters.connections == 0
+    assert stranger.counters.pairings == 0
+    assert batches.samples(stranger.address) == 0
+
+
+async def test_a_rogue_sensor_with_a_registered_address_but_no_bond_gets_nothing_in(
+    air: VirtualRadio, tmp_path: Path
+) -> None:
+    registry = SensorRegistry(tmp_path / "sensors.json")
+    scenario = Scenario.preset("hip_thrust")
+    async with Emulator(scenario, seed=32, radio=air) as genuine_athlete:
+        genuine = firmware(genuine_athlete, "bar")
+        async with Radio.on_virtual_radio(air, state_dir=tmp_path) as radio:
+            await pair_sensor(
+                radio, registry, genuine.address, role="bar", athlete="Ada", calibrate=False
+            )
+    # The genuine sensor is gone; a rogue one takes its address (it can be read off the air).
+    device = air.new_device(name=genuine.profile.display_name, address=genuine.address)
+    rogue = VirtualSensor(genuine.profile, device, StillImu())
+    batches = Batches()
+    async with (
+        rogue,
+        Radio.on_virtual_radio(air, state_dir=tmp_path) as radio,
+        Hub(radio, registry, on_batch=batches) as hub,
+    ):
+        link = hub.links[genuine.address]
+        await wait_for(lambda: link.last_error is not None, 15, "the hub to give up on it")
+        await asyncio.sleep(1.0)
+        assert rogue.counters.connections >= 1  # it answered, but the bond did not
+        assert rogue.counters.pairings == 0  # the hub never pairs on its own
+        assert rogue.counters.frames_sent == 0
+        assert rogue.counters.commands == 0  # not a single command reached it
+        assert batches.samples(genuine.address) == 0
+
+
+async def test_data_status_and_control_point_need_an_encrypted_link(
+    air: VirtualRadio, athlete: Emulator, tmp_path: Path
+) -> None:
+    bar = firmware(athlete, "bar")
+    async with Radio.on_virtual_radio(air, state_dir=tmp_path) as radio:
+        client = radio.client(bar.address)
+        await client.connect()
+        for attempt in (
+            client.start_notify(uuids.DATA_CHAR_UUID, lambda _c, _d: None),
+            client.start_notify(uuids.CONTROL_POINT_UUID, lambda _c, _d: None),
+            client.read_gatt_char(uuids.STATUS_CHAR_UUID),
+            client.write_gatt_char(uuids.CONTROL_POINT_UUID, bytes(StartStreaming(1)), True),
+        ):
+            with pytest.raises(BleakError, match="INSUFFICIENT_ENCRYPTION"):
+                await attempt
+        await client.disconnect()
+    assert bar.counters.commands == 0
+    assert bar.config.streaming is False
+
+
+async def test_state_directory_and_bond_store_are_private(
+    air: VirtualRadio, athlete: Emulator, tmp_path: Path
+) -> None:
+    state = tmp_path / "fresh" / "state"  # made by the hub itself
+    registry = SensorRegistry(state / "sensors.json")
+    async with Radio.on_virtual_radio(air, state_dir=state) as radio:
+        for body in ("bar", "pelvis"):  # a second bond rewrites the store
+            sensor = firmware(athlete, body)
+            await pair_sensor(
+                radio, registry, sensor.address, role=body, athlete="Ada", calibrate=False
+            )
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    assert stat.S_IMODE((state / "bonds.json").stat().st_mode) == 0o600
+    assert len(json.loads((state / "bonds.json").read_text())) >= 1
+
+
+# MQTT commands --------------------------------------------------------------------------
+
+TREE = TopicTree("sensorhub", "rack1")
+BASE = "sensorhub/rack1"
+
+
+async def test_commands_are_taken_only_from_the_configured_topic(tmp_path: Path) -> None:
+    carried_out: list[Command] = []
+
+    async def handler(command: Command) -> dict[str, Any]:
+        carried_out.append(command)
+        return {"done": command.name}
+
+    command = json.dumps({"command": "set_load", "athlete": "Ann", "load_kg": 80, "id": "x"})
+    elsewhere = [
+        f"{BASE}/commands/x",
+        f"{BASE}/commands/response",
+        f"{BASE}/Commands",
+        f"{BASE}/athletes/ann/commands",
+        "sensorhub/rack2/commands",
+        "sensorhub/rack1",
+        "commands",
+    ]
+    async with Mosquitto(tmp_path) as broker:
+        publisher = MqttPublisher(
+            BrokerSettings.from_url(broker.url),
+            topics=TREE,
+            outbox_path=tmp_path / "outbox.db",
+            discovery_prefix=None,
+            on_command=handler,
+            reconnect_delay_s=(0.1, 1.0),
+        )
+        async with (
+            subscribe(broker.port, f"{BASE}/commands/response") as replies,
+            publisher as hub,
+            aiomqtt.Client("127.0.0.1", broker.port) as client,
+        ):
+            await wait_for(lambda: hub.connected, 10, "the hub on the broker")
+            await asyncio.sleep(0.2)  # its subscription is in place
+            for topic in elsewhere:
+                await client.publish(topic, command, qos=1)
+            await asyncio.sleep(0.5)
+            assert carried_out == []
+            await client.publish(f"{BASE}/commands", command, qos=1)
+            await replies.wait_for(lambda _m: True)
+            await asyncio.sleep(0.3)
+    assert [c.name for c in carried_out] == ["set_load"]
+    answers = [m.json() for m in replies.on(f"{BASE}/commands/response")]
+    # The command published on the response topic itself is there too, but unanswered.
+    assert [a["id"] for a in answers if "ok" in a] == ["x"]
