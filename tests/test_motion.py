@@ -127,8 +127,10 @@ def test_disturbances_never_touch_a_rep(name: str) -> None:
     for d in traj.truth.disturbances:
         for r in traj.truth.reps:
             assert d.t_end <= r.t_start or d.t_start >= r.t_end, (d, r)
-    if "bar" in traj.bodies:
+    if "bar" in traj.bodies and traj.scenario.disturbances:
         # Bar disturbances move it a few centimetres vertically, never a rep's worth.
+        # (Without them, as in the demo, the bar stays on the hips through the calibration
+        # bridge and comes down with it once, before the first set.)
         min_rom = min(p.rom_m for p in traj.scenario.sets)
         for d in traj.truth.disturbances:
             if d.body == "bar":
