@@ -106,6 +106,7 @@ async def test_bench_quick_json_has_every_figure() -> None:
     assert 10 < hub["rss_mb"] < 2000
     scale = result["scale"]["1"]
     assert scale["streaming"] == 1
+    assert scale["cpu_pct_at_full_rate"] >= 0.8 * hub["cpu_pct"]
     assert 0 < scale["samples_per_s"] <= 1.2 * scale["expected_samples_per_s"]
     assert scale["soak"]["samples"] >= 2
     assert set(result["targets"]) >= {"pipeline_to_imufusion_ratio", "rep_latency_p99_ms"}

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -52,6 +53,8 @@ class BenchOptions:
     warmup_s: float = 10.0
     window_s: float = 30.0
     parts: frozenset[str] = field(default_factory=lambda: frozenset(PARTS))
+    keep_logs: bool = False
+    """Keep the working directory (hub and emulator logs) even when all went well."""
 
     @classmethod
     def quick(cls, **changes: Any) -> BenchOptions:
@@ -90,8 +93,8 @@ async def run_bench(
     machine = machine_info()
     pipeline = latency = broker_kind = None
     scale: dict[int, ScaleResult] = {}
-    with tempfile.TemporaryDirectory(prefix="sensorhub-bench-") as tmp:
-        workdir = Path(tmp)
+    workdir = Path(tempfile.mkdtemp(prefix="sensorhub-bench-"))
+    try:
         if "pipeline" in options.parts:
             say("pipeline: making frames…")
             stream = make_frames(Scenario.preset("hip_thrust"), duration_s=options.pipeline_seconds)
@@ -122,6 +125,13 @@ async def run_bench(
                         soak_s=options.soak_s,
                         say=say,
                     )
+    except BaseException:
+        say(f"the logs of this run are kept in {workdir}")
+        raise
+    if options.keep_logs:
+        say(f"the logs of this run are in {workdir}")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
     return summarise(
         pipeline=pipeline,
         latency=latency,

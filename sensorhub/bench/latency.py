@@ -213,7 +213,7 @@ async def measure_latency(
         for sensor in sorted(emulator.sensors, key=lambda s: s.body != "pelvis"):
             await service.hub.pair(sensor.firmware.address, role=sensor.body, athlete=ATHLETE)
         service.start_session()
-        expected = sum(1 for rep in emulator.trajectory.truth.reps)
+        expected = len(emulator.trajectory.truth.reps)
         assert emulator.started_at is not None
         ends = emulator.started_at + emulator.trajectory.duration_s + 2 * SET_GAP_S
         while arrivals.reps < expected and time.monotonic() < ends:

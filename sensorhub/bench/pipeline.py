@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from firmware_protocol import ImuDataFrame, decode, samples_per_frame
-from firmware_protocol.frames import SensorKind
+from firmware_protocol.frames import DATA_HEADER, SensorKind
 from firmware_protocol.gatt import PREFERRED_ATT_MTU
 from firmware_protocol.virtual.imu_model import ImuSimulator, random_mounting
 from firmware_protocol.virtual.motion import Trajectory
@@ -42,6 +42,7 @@ ACCEL_RANGE_G: Final = 16
 GYRO_RANGE_DPS: Final = 2000
 NEUTRAL_WINDOW_S: Final = (0.5, 2.5)
 """Where the hip-thrust scenarios hold the neutral bridge (their calibration opens them)."""
+_SAMPLE_BYTES: Final = ImuDataFrame.columns * ImuDataFrame.sample_dtype.itemsize
 COALESCED_FRAMES: Final = 10
 """Frames per call for the figure that separates per-call from per-sample costs."""
 
@@ -144,9 +145,14 @@ def make_frames(
             )
             frames.append((role, bytes(frame), float(t[start])))
     # Arrival order: a frame is sent once its last sample is taken.
-    frames.sort(key=lambda item: item[2] + (len(item[1]) - 12) / 12 / RATE_HZ)
-    samples = sum((len(data) - 12) // 12 for _, data, _ in frames)
+    frames.sort(key=lambda item: item[2] + _sample_count(item[1]) / RATE_HZ)
+    samples = sum(_sample_count(data) for _, data, _ in frames)
     return FrameStream(frames, samples, span, scenario.name)
+
+
+def _sample_count(data: bytes) -> int:
+    """Samples in an IMU data frame, from its length."""
+    return (len(data) - DATA_HEADER.size) // _SAMPLE_BYTES
 
 
 def run_pipeline(stream: FrameStream, *, frames_per_call: int = 1) -> dict[str, int]:

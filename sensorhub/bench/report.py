@@ -84,6 +84,11 @@ def summarise(
     soaked = next((r.soak for r in scale.values() if r.soak is not None), None)
     soak = soaked.to_json() if soaked is not None else None
     biggest = scale.get(CPU_TARGET_SENSORS)
+    # Sensors the emulator could not feed at full rate would flatter the hub: judge the
+    # CPU scaled to full rate when that is higher.
+    biggest_cpu = (
+        None if biggest is None else max(biggest.cpu_pct, biggest.cpu_pct_at_full_rate or 0.0)
+    )
     out["targets"] = {
         "pipeline_to_imufusion_ratio": {
             "target": f">= {RATIO_TARGET}",
@@ -102,8 +107,8 @@ def summarise(
         },
         f"cpu_pct_{CPU_TARGET_SENSORS}_sensors": {
             "target": f"< {CPU_TARGET_PCT:g} % of one core",
-            "value": None if biggest is None else round(biggest.cpu_pct, 2),
-            "pass": None if biggest is None else biggest.cpu_pct < CPU_TARGET_PCT,
+            "value": None if biggest_cpu is None else round(biggest_cpu, 2),
+            "pass": None if biggest_cpu is None else biggest_cpu < CPU_TARGET_PCT,
         },
         "rss_flat_over_soak": {
             "target": f"growth <= {RSS_GROWTH_LIMIT_MB:g} MB",
@@ -182,17 +187,33 @@ def render(result: dict[str, Any], console: Console) -> None:
 
     if result["scale"]:
         hub = Table(title="the hub process (sensors at 200 Hz)", title_justify="left")
-        for column in ("sensors", "CPU % of a core", "RSS MB", "samples/s in", "emulator CPU %"):
+        for column in (
+            "sensors",
+            "CPU % of a core",
+            "at full rate",
+            "RSS MB",
+            "samples/s in",
+            "emulator CPU %",
+        ):
             hub.add_column(column, justify="right")
         for count, row in result["scale"].items():
             hub.add_row(
                 count,
                 f"{row['cpu_pct']:.1f}",
+                _fmt(row["cpu_pct_at_full_rate"], ".1f"),
                 f"{row['rss_mb']:.0f}",
                 f"{row['samples_per_s']:,} / {row['expected_samples_per_s']:,}",
                 f"{row['emulator_cpu_pct']:.0f}",
             )
         console.print(hub)
+        for count, row in result["scale"].items():
+            if row["emulator_saturated"] or row["streaming"] < int(count):
+                console.print(
+                    f"[yellow]{count} sensors: the emulator process ran at "
+                    f"{row['emulator_cpu_pct']:.0f} % of a core and {row['streaming']} sensors "
+                    "streamed: it could not keep every sensor at 200 Hz, so the hub's figures "
+                    "there are a floor[/]"
+                )
         for name in (f"cpu_pct_{CPU_TARGET_SENSORS}_sensors", "rss_flat_over_soak"):
             target = targets[name]
             console.print(

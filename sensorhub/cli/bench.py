@@ -70,6 +70,9 @@ def add_parser(commands: Any) -> None:
         metavar="PART,…",
         help=f"measure only these parts ({', '.join(PARTS)})",
     )
+    parser.add_argument(
+        "--keep-logs", action="store_true", help="keep the hub and emulator logs of the run"
+    )
     parser.set_defaults(run=run)
 
 
@@ -84,6 +87,7 @@ async def run(args: argparse.Namespace) -> int:
         changes["sensors"] = args.sensors
     if args.only is not None:
         changes["parts"] = args.only
+    changes["keep_logs"] = args.keep_logs
     options = BenchOptions.quick(**changes) if args.quick else BenchOptions(**changes)
 
     def say(line: str) -> None:
