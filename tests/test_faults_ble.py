@@ -307,3 +307,18 @@ async def test_clock_drift_far_beyond_spec_keeps_times_and_accounting(
             assert link.accounting.restarts == 0
             assert link.status().clock_drift_ppm is not None
             rig.assert_clean_untouched()
+
+
+def test_hub_times_only_go_forward_across_a_clock_refit() -> None:
+    # A drift refit can map the next frame a few milliseconds back; the analysis needs
+    # strictly increasing times, so the link moves such a frame just past the last sample.
+    sensor = RegisteredSensor(address="F1:00:00:00:00:01", kind="imu", role="bar", athlete="A")
+    link = SensorLink(None, sensor)  # type: ignore[arg-type]  # no radio needed for times
+    first = link._monotonic(np.array([10.000, 10.005, 10.010]))
+    second = link._monotonic(np.array([10.008, 10.013, 10.018]))  # 2 ms back
+    third = link._monotonic(np.array([10.030, 10.035]))
+    times = np.concatenate([first, second, third])
+    assert np.all(np.diff(times) > 0)
+    assert np.allclose(np.diff(second), 0.005)  # the frame's own spacing is kept
+    assert second[0] - first[-1] < 1e-5
+    assert np.array_equal(third, [10.030, 10.035])  # frames that follow on are untouched

@@ -61,6 +61,8 @@ CONNECT_TIMEOUT_S: Final = 10.0
 TIME_SYNC_INTERVAL_S: Final = 5.0
 SILENCE_TIMEOUT_S: Final = 3.0
 """Streaming, but no data for this long: the sensor is stuck; drop the link and reconnect."""
+MIN_STEP_S: Final = 1e-6
+"""Smallest step between two samples' hub times (s); see :meth:`SensorLink._monotonic`."""
 RAW_QUEUE_FRAMES: Final = 1024
 """About 20 s of frames at 800 Hz: room for a slow consumer to catch up."""
 
@@ -184,6 +186,8 @@ class SensorLink:
         """(seq, unwrapped sensor µs) that the next frame has when it follows on exactly."""
         self._jump_us = 0
         """A sensor clock jump not yet seen by a TIME_SYNC, taken out of frame times."""
+        self._last_t = -np.inf
+        """Hub time of the last sample handed out (they only go forward)."""
         self._runner: asyncio.Task[None] | None = None
         self._backoff = _Backoff()
 
@@ -280,7 +284,9 @@ class SensorLink:
         if seen.verdict is FrameVerdict.RESTART:
             self._notice_clock_jump(frame.seq, start_us)
         self._follows = ((frame.seq + 1) & 0xFFFF, start_us + frame.count * frame.interval_us)
-        t = self.sensor_clock.to_hub(start_us - self._jump_us + frame.sample_offsets_us)
+        t = self._monotonic(
+            self.sensor_clock.to_hub(start_us - self._jump_us + frame.sample_offsets_us)
+        )
         self._rate_window.append((float(t[-1]), frame.count))
         if isinstance(frame, ImuDataFrame):
             return SensorBatch(
@@ -323,6 +329,20 @@ class SensorLink:
         if abs(as_continued - now) < abs(as_stamped - now):
             self._jump_us = continuous_us
             log.info("%s: sensor clock jumped %+d µs", self.address, start_us - follows[1])
+
+    def _monotonic(self, t: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """Hub times that only go forward, whatever a clock refit did.
+
+        A time sync that refits the drift can move the mapping back by a few milliseconds
+        between two frames, and the analysis needs strictly increasing times: a frame that
+        would start at or before the last sample handed out is moved just past it, whole
+        (its own spacing, and so the rate, stays true).
+        """
+        if len(t) and t[0] <= self._last_t:
+            t = t + (self._last_t - float(t[0]) + MIN_STEP_S)
+        if len(t):
+            self._last_t = float(t[-1])
+        return t
 
     # Connection loop --------------------------------------------------------------------
 
