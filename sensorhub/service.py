@@ -26,7 +26,7 @@ from typing import Any, Final, Protocol
 from sensorhub import __version__
 from sensorhub.analysis.athlete import AthleteAnalyzer, Role
 from sensorhub.analysis.events import Event
-from sensorhub.analysis.tilt import TiltCalibration
+from sensorhub.analysis.tilt import NeutralWindowError, TiltCalibration
 from sensorhub.ble.link import SensorBatch, SensorStatus
 from sensorhub.ble.radio import Radio
 from sensorhub.config import ServiceConfig
@@ -287,6 +287,16 @@ class Service:
                 assert batch.accel is not None
                 assert batch.gyro is not None
                 events = athlete.analyzer.feed_imu(role, batch.t, batch.accel, batch.gyro)
+        except NeutralWindowError:
+            # The pelvis was away while the athlete was to hold neutral: ask again, now.
+            now = float(batch.t[-1])
+            athlete.analyzer.recalibrate_tilt((now + 0.5, now + 0.5 + NEUTRAL_HOLD_S))
+            log.warning(
+                "%s: no pelvis data while measuring the neutral pose; hold neutral for %g s now",
+                sensor.athlete,
+                NEUTRAL_HOLD_S,
+            )
+            return
         except Exception:  # noqa: BLE001 - one athlete's analysis must not stop the hub
             self._complain(
                 f"analysis {sensor.athlete}", f"{sensor.label}: analysis failed", trace=True

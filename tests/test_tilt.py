@@ -13,9 +13,11 @@ from firmware_protocol.virtual import truth as vtruth
 from firmware_protocol.virtual.imu_model import ImuSimulator, random_mounting
 from firmware_protocol.virtual.motion import Trajectory, quat_conjugate, quat_rotate
 from firmware_protocol.virtual.scenario import Scenario
+from sensorhub.analysis.athlete import AthleteAnalyzer
 from sensorhub.analysis.tilt import (
     ANTERIOR_TILT_LIMIT_DEG,
     LARGE_RANGE_LIMIT_DEG,
+    NeutralWindowError,
     RepTilt,
     TiltCalibration,
     TiltEstimator,
@@ -333,3 +335,23 @@ def test_configuration_errors_name_the_bad_value() -> None:
     est.update(np.array([0.0, 0.005]), np.zeros((2, 3)), np.zeros((2, 3)))
     with pytest.raises(ValueError, match="increase strictly"):
         est.update(np.array([0.005]), np.zeros((1, 3)), np.zeros((1, 3)))
+
+
+def test_a_missed_neutral_window_is_an_error_of_its_own_and_can_be_set_again() -> None:
+    # The live hub's answer to a pelvis that was away while the athlete held neutral.
+    rec = recording("preset-hip_thrust-200")
+    late = rec.t >= 1.0
+    analyzer = AthleteAnalyzer("Ada", "hip_thrust", {"pelvis": rec.fs}, neutral_window=(0.0, 0.5))
+    with pytest.raises(NeutralWindowError, match="holds 0 samples"):
+        analyzer.feed_imu("pelvis", rec.t[late][:200], rec.accel[late][:200], rec.gyro[late][:200])
+    start = float(rec.t[late][200])
+    analyzer.recalibrate_tilt((start, start + 1.5))  # still inside the opening bridge
+    t, accel, gyro = rec.t[late][200:], rec.accel[late][200:], rec.gyro[late][200:]
+    for i in range(0, len(t), 20):
+        analyzer.feed_imu("pelvis", t[i : i + 20], accel[i : i + 20], gyro[i : i + 20])
+    times, degrees = analyzer.tilt_trace()
+    reps = rep_windows(Recording(rec.traj, times, accel, gyro, rec.fs, rec.mounting))
+    known = reps & np.isfinite(degrees)
+    assert known.sum() > 0.5 * reps.sum()
+    err = degrees[known] - rec.traj.tilt_deg(times[known])
+    assert float(np.sqrt(np.mean(err**2))) <= RMSE_BOUND_DEG

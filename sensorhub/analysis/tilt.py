@@ -86,6 +86,7 @@ __all__ = [
     "LARGE_RANGE_LIMIT_DEG",
     "LEARN_MIN_S",
     "TILT_FUSION",
+    "NeutralWindowError",
     "RepTilt",
     "TiltCalibration",
     "TiltEstimator",
@@ -120,6 +121,14 @@ than the general default, and the accelerometer is ignored sooner, because the p
 accelerates hard in a thrust (measured: about 0.1-0.2° lower tilt RMSE than the defaults)."""
 _MIN_WINDOW_SAMPLES: Final = 10
 _UP: Final = np.array([0.0, 0.0, 1.0])
+
+
+class NeutralWindowError(ValueError):
+    """The neutral window passed with too few samples in it (the sensor was away).
+
+    The estimator cannot go on without a neutral: give it a new window (or a stored
+    calibration) in a new estimator.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -415,7 +424,7 @@ class TiltEstimator:
             wa, wg = window
             need = max(_MIN_WINDOW_SAMPLES, 2 * self._offsets.after)
             if len(wa) < need:
-                raise ValueError(
+                raise NeutralWindowError(
                     f"neutral window {self._window!r} holds {len(wa)} samples; need {need}"
                 )
             self._neutral_accel = wa.mean(axis=0)
