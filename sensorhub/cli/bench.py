@@ -43,7 +43,7 @@ def add_parser(commands: Any) -> None:
             "decode, fusion, tilt, velocity, reps and records against imufusion alone; "
             "latency from a notification to its event at an MQTT subscriber (mosquitto "
             "when installed); and the hub process with virtual sensors in another process "
-            "(CPU %% of one core, RSS, RSS over a soak). The scale part reads /proc: Linux "
+            "(CPU % of one core, RSS, RSS over a soak). The scale part reads /proc: Linux "
             "only. Progress goes to stderr."
         ),
     )
