@@ -63,6 +63,9 @@ from firmware_protocol.frames import (
 log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL_S: Final = 0.05
+STOP_WAIT_S: Final = 0.25
+STOP_ATTEMPTS: Final = 40
+"""Leaving, the firmware's tasks are cancelled again every STOP_WAIT_S until they stop."""
 """A partial batch waits at most this long before it is sent (PROTOCOL.md, "Batching")."""
 ORPHAN_STREAM_TIMEOUT_S: Final = 30.0
 """Streaming with no hub connected stops after this long, to save the battery."""
@@ -213,6 +216,7 @@ class VirtualSensor:
             else _Stream(rate_hz=100, accel_range_g=0, gyro_range_dps=0)
         )
         self._runner: asyncio.Task[None] | None = None
+        self._children: list[asyncio.Task[None]] = []
         self._build_gatt()
 
     # Lifecycle -------------------------------------------------------------------------
@@ -237,8 +241,19 @@ class VirtualSensor:
             return
         self._runner = None
         runner.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await runner
+        for _ in range(STOP_ATTEMPTS):
+            done, _pending = await asyncio.wait({runner}, timeout=STOP_WAIT_S)
+            if done:
+                break
+            # A task can take a cancellation for its own (a send on a link that is going
+            # down ends in CancelledError too) and carry on: cancel what is left again.
+            for child in self._children:
+                child.cancel()
+        else:
+            log.warning("%s: tasks did not stop", self.profile.display_name)
+        if runner.done() and not runner.cancelled():
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                runner.result()
         # A peer that already left the air never confirms a disconnect: bounded waits.
         if self._connection is not None:
             with contextlib.suppress(Exception):
@@ -251,9 +266,11 @@ class VirtualSensor:
     async def _run(self) -> None:
         name = self.profile.display_name
         async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(self._sample_loop(), name=f"{name} sampler")
-            tasks.create_task(self._command_loop(), name=f"{name} control point")
-            tasks.create_task(self._housekeeping_loop(), name=f"{name} housekeeping")
+            self._children = [
+                tasks.create_task(self._sample_loop(), name=f"{name} sampler"),
+                tasks.create_task(self._command_loop(), name=f"{name} control point"),
+                tasks.create_task(self._housekeeping_loop(), name=f"{name} housekeeping"),
+            ]
 
     # Public state and fault injection ---------------------------------------------------
 
