@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +23,7 @@ from firmware_protocol.virtual.emulator import Emulator
 from firmware_protocol.virtual.radio import VirtualRadio
 from firmware_protocol.virtual.scenario import Scenario
 from sensorhub.ble.radio import Radio
-from sensorhub.cli.run import add_service_options, view_for, wait_for_stop
+from sensorhub.cli.run import add_service_options, say_on_stderr, view_for, wait_for_stop
 from sensorhub.config import AthleteSettings, ServiceConfig
 from sensorhub.service import Service, SessionInfo, state_paths
 from sensorhub.state import default_state_dir, ensure_state_dir
@@ -76,7 +75,7 @@ async def run(args: argparse.Namespace) -> int:
         live_rate_hz=args.live_rate or 10.0,
         source="sensorhub demo",
     )
-    say = _stderr
+    say = say_on_stderr
     radio = VirtualRadio()
     session: SessionInfo | None = None
     async with Emulator(scenario, seed=args.seed, radio=radio) as emulator:
@@ -123,7 +122,3 @@ def _summary(session: SessionInfo, state_dir: Path) -> None:
         f"--state-dir {state}\n"
         "  (from a clone without the command installed: python3 run.py sensorhub …)"
     )
-
-
-def _stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)

@@ -97,7 +97,7 @@ async def run(args: argparse.Namespace) -> int:
         exercise=args.exercise,
         auto_start=False if args.no_session else None,
     )
-    say = _stderr
+    say = say_on_stderr
     async with view_for(args, f"sensorhub {config.hub_name}") as view:
         async with Service(config, view=view, say=say) as service:
             say(f"hub {config.hub_name!r} running; MQTT broker {service.broker_display}")
@@ -114,5 +114,6 @@ async def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _stderr(line: str) -> None:
+def say_on_stderr(line: str) -> None:
+    """Progress for people, on stderr (stdout stays for results)."""
     print(line, file=sys.stderr, flush=True)
