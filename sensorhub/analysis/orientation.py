@@ -139,11 +139,31 @@ def cross(a: FloatArray, b: FloatArray) -> FloatArray:
     """
     a0, a1, a2 = a[..., 0], a[..., 1], a[..., 2]
     b0, b1, b2 = b[..., 0], b[..., 1], b[..., 2]
-    out: FloatArray = np.empty(np.broadcast_shapes(a.shape, b.shape))
+    shape = a.shape if a.ndim >= b.ndim else b.shape  # the analysis pairs (n, 3) with (3,)
+    if a.shape != b.shape and a.ndim > 1 and b.ndim > 1:
+        shape = np.broadcast_shapes(a.shape, b.shape)
+    out: FloatArray = np.empty(shape)
     out[..., 0] = a1 * b2 - a2 * b1
     out[..., 1] = a2 * b0 - a0 * b2
     out[..., 2] = a0 * b1 - a1 * b0
     return out
+
+
+def windows(a: FloatArray, size: int) -> FloatArray:
+    """Read-only view of the windows of ``size`` rows of ``a`` (n, …): (n - size + 1, …, size).
+
+    The same view as ``sliding_window_view(a, size, axis=0)``, which checks its arguments
+    for longer than the per-batch statistics built on it take.
+    """
+    a = np.ascontiguousarray(a)
+    count = a.shape[0] - size + 1
+    if count < 0 or size < 1:
+        raise ValueError(f"windows of {size} rows need at least {size} rows, got {a.shape[0]}")
+    view: FloatArray = np.ndarray(
+        (count, *a.shape[1:], size), a.dtype, a, 0, (*a.strides, a.strides[0])
+    )
+    view.flags.writeable = False
+    return view
 
 
 def quat_rotate(q: FloatArray, v: FloatArray) -> FloatArray:

@@ -31,8 +31,9 @@ Method
        deviation, which makes tilt rise as the pelvis rises in the concentric. The axis
        counts as learned once at least :data:`LEARN_MIN_S` seconds of such samples agree
        on one plane (the settle from the calibration bridge down to the first set's
-       bottom usually suffices); from then on it is re-estimated with every sample from
-       everything seen so far. Until then tilt is NaN (no provisional axis).
+       bottom usually suffices); it is solved every quarter second of samples, and from
+       then on re-estimated from everything seen so far at the same beat. Until then tilt
+       is NaN (no provisional axis).
     4. Sensor offsets. A clip-on accelerometer's zero-g offset (tens of mg) tilts the
        measured vertical differently in different poses, worth about 1.5° over a 30°
        rep; the gyroscope offset biases the AHRS. Both are re-solved once per second of
@@ -75,9 +76,7 @@ from sensorhub.analysis.orientation import (
     G,
     OrientationTracker,
     cross,
-    quat_conjugate,
     quat_multiply,
-    quat_rotate,
     vector_norm,
 )
 
@@ -114,6 +113,7 @@ _STILL_BEFORE_S: Final = 0.3
 _STILL_AFTER_S: Final = 0.1
 _ACCEL_PRIOR_S: Final = 0.0625  # weight of the zero-offset prior, in seconds of still pose
 _OFFSET_UPDATE_S: Final = 1.0
+_AXIS_UPDATE_S: Final = 0.25  # the swing's axis is re-solved this often (of samples)
 
 TILT_FUSION: Final = FusionSettings(gain=0.2, acceleration_rejection_deg=5.0)
 """AHRS tuning for tilt: with the gyroscope offset removed the gyroscope is trusted more
@@ -185,8 +185,15 @@ class TiltCalibration:
 
 
 def _up_in_sensor(q: FloatArray) -> FloatArray:
-    """Unit up vector (…, 3) in the sensor frame for sensor→earth quaternions (…, 4)."""
-    u = quat_rotate(quat_conjugate(q), np.broadcast_to(_UP, (*q.shape[:-1], 3)))
+    """Unit up vector (…, 3) in the sensor frame for sensor→earth quaternions (…, 4).
+
+    ``conj(q) (0, 0, 1) q`` written out: the bottom row of the rotation matrix of ``q``.
+    """
+    w, x, y, z = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
+    u = np.empty((*q.shape[:-1], 3))
+    u[..., 0] = 2.0 * (x * z - w * y)
+    u[..., 1] = 2.0 * (y * z + w * x)
+    u[..., 2] = w * w - x * x - y * y + z * z
     out: FloatArray = u / vector_norm(u, axis=-1, keepdims=True)
     return out
 
@@ -294,6 +301,8 @@ class _Swing:
     total: FloatArray = field(default_factory=lambda: np.zeros(3))
     count: int = 0
     learned: bool = False
+    direction: FloatArray | None = None
+    """The swing's principal direction ``e`` once learned (the axis is ``u_n × e``)."""
 
 
 class TiltEstimator:
@@ -341,6 +350,7 @@ class TiltEstimator:
         self._tracker: OrientationTracker | None = None
         self._offsets = _SensorOffsets(self._fs)
         self._block = max(1, round(_OFFSET_UPDATE_S * self._fs))
+        self._axis_block = max(1, round(_AXIS_UPDATE_S * self._fs))
         self._count = 0  # samples fused since the window's end
         self._neutral: FloatArray | None = None  # as the AHRS reported it
         self._neutral_accel: FloatArray | None = None  # mean raw accel over the window
@@ -450,6 +460,8 @@ class TiltEstimator:
             self._up_n = up / np.linalg.norm(up)
         if self._fixed_axis is not None:
             self._axis = _orthogonal_unit(self._fixed_axis, self._up_n)
+        elif self._swing.direction is not None:
+            self._axis = _axis_from(self._up_n, self._swing.direction)
 
     def _process(self, accel: FloatArray, gyro: FloatArray) -> FloatArray:
         """Fuse samples in blocks that end where the offsets are re-solved."""
@@ -473,55 +485,81 @@ class TiltEstimator:
         off.observe(accel, gyro)
         u = _up_in_sensor(q)
         axes = self._learn(u) if self._fixed_axis is None else None
+        up_n = self._up_n
         if axes is None:
             if self._axis is None:
                 return np.full(len(u), np.nan)
-            axes = np.broadcast_to(self._axis, u.shape)
-        up_n = self._up_n
-        num = np.einsum("ij,ij->i", axes, cross(u, up_n))
+            num = cross(u, up_n) @ self._axis
+        else:
+            num = np.einsum("ij,ij->i", axes, cross(u, up_n))
         tilt: FloatArray = np.degrees(np.arctan2(num, u @ up_n))
         return tilt
 
-    def _learn(self, u: FloatArray) -> FloatArray:
+    def _learn(self, u: FloatArray) -> FloatArray | None:
         """Fold samples' up vectors (n, 3) into the swing statistics.
 
-        Returns the axis in force at each sample (n, 3), NaN rows before it is learned.
+        The axis is re-solved every :data:`_AXIS_UPDATE_S` of samples (at sample counts,
+        so any batching gives the same axes) and holds until the next solve. Returns
+        the axis in force at each sample (n, 3), NaN rows before it is learned, or
+        ``None`` when the batch saw no solve: the axis in force is ``self._axis``.
         """
         assert self._up_n is not None
         up_n = self._up_n
-        sw = self._swing
         cos = u @ up_n
         dev = u - cos[:, None] * up_n
         sin = vector_norm(dev, axis=1)
         angle = np.arctan2(sin, cos)
         use = (angle >= _LEARN_MIN_RAD) & (angle <= _LEARN_MAX_RAD)
-        n = len(u)
-        axes = np.full((n, 3), np.nan)
-        if not np.any(use):
-            if self._axis is not None:
-                axes[:] = self._axis
-            return axes
-        # Sample-by-sample running sums, so any batching gives the same axes.
         w = np.where(use, 1.0 / np.maximum(sin, 1e-12), 0.0)
-        scatter = sw.scatter + np.cumsum(np.einsum("i,ij,ik->ijk", w, dev, dev), axis=0)
-        total = sw.total + np.cumsum(np.where(use[:, None], dev, 0.0), axis=0)
-        count = sw.count + np.cumsum(use)
-        vals, vecs = np.linalg.eigh(scatter)
-        e = vecs[:, :, 2]
-        e = e * np.where(np.einsum("ij,ij->i", e, total) < 0, -1.0, 1.0)[:, None]
-        planar = vals[:, 1] <= _PLANARITY_MAX * np.maximum(vals[:, 2], 1e-300)
-        ready = (count >= LEARN_MIN_S * self._fs) & planar
-        learned = np.logical_or.accumulate(ready | sw.learned)
-        axis = cross(up_n, e)
-        axis /= vector_norm(axis, axis=1, keepdims=True)
-        axes[learned] = axis[learned]
-        sw.scatter = scatter[-1]
-        sw.total = total[-1]
-        sw.count = int(count[-1])
-        sw.learned = bool(learned[-1])
-        if sw.learned:
-            self._axis = axis[-1]
+        dev = dev * use[:, None]
+        n = len(u)
+        block = self._axis_block
+        first = block - self._count % block  # samples into the batch of the first solve
+        if first > n:
+            self._fold(w, dev)
+            return None
+        axes = np.empty((n, 3))
+        done = 0
+        for end in range(first, n + 1, block):
+            axes[done:end] = np.nan if self._axis is None else self._axis
+            self._fold(w[done:end], dev[done:end])
+            self._solve_axis()
+            done = end
+        axes[done:] = np.nan if self._axis is None else self._axis
+        self._fold(w[done:], dev[done:])
         return axes
+
+    def _fold(self, w: FloatArray, dev: FloatArray) -> None:
+        """Add samples' weighted deviations (rows of 0 for samples outside the swing)."""
+        if len(w) == 0:
+            return
+        sw = self._swing
+        sw.scatter = sw.scatter + np.einsum("i,ij,ik->jk", w, dev, dev)
+        sw.total = sw.total + dev.sum(axis=0)
+        sw.count += int(np.count_nonzero(w))
+
+    def _solve_axis(self) -> None:
+        """Re-solve the swing's direction; the axis is learned once the swing is planar."""
+        assert self._up_n is not None
+        sw = self._swing
+        if sw.count == 0:
+            return
+        vals, vecs = np.linalg.eigh(sw.scatter)
+        e = vecs[:, 2]
+        if e @ sw.total < 0:
+            e = -e
+        planar = vals[1] <= _PLANARITY_MAX * max(vals[2], 1e-300)
+        if sw.learned or (sw.count >= LEARN_MIN_S * self._fs and planar):
+            sw.learned = True
+            sw.direction = e
+            self._axis = _axis_from(self._up_n, e)
+
+
+def _axis_from(up_n: FloatArray, direction: FloatArray) -> FloatArray:
+    """The mediolateral axis ``u_n × e`` of a swing along ``e``, as a unit vector."""
+    axis = cross(up_n, direction)
+    out: FloatArray = axis / vector_norm(axis)
+    return out
 
 
 def estimate_tilt(

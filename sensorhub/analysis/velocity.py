@@ -39,9 +39,8 @@ from typing import Final
 
 import numpy as np
 import numpy.typing as npt
-from numpy.lib.stride_tricks import sliding_window_view
 
-from sensorhub.analysis.orientation import G, OrientationTracker, vector_norm
+from sensorhub.analysis.orientation import G, OrientationTracker, vector_norm, windows
 
 __all__ = [
     "RestSettings",
@@ -268,14 +267,22 @@ class VerticalVelocityEstimator:
         k = self._smooth
         history = np.concatenate([self._accel_tail, accel])
         n_new, n_old = len(accel), len(self._accel_tail)
-        total = np.zeros((n_new, 3))
-        count = np.zeros(n_new)
-        for lag in range(k):  # summed lag by lag: the same rounding whatever the batching
-            idx = np.arange(n_old, n_old + n_new) - lag
-            have = idx >= 0
-            total[have] += history[idx[have]]
-            count += have
-        smoothed = total / count[:, None]
+        if n_old >= k - 1:
+            # Every sample has its k - 1 predecessors (all but the first batch): the same
+            # sums in the same order as below, without the bookkeeping.
+            total = history[n_old:] + 0.0
+            for lag in range(1, k):
+                total += history[n_old - lag : n_old - lag + n_new]
+            smoothed = total / float(k)
+        else:
+            total = np.zeros((n_new, 3))
+            count = np.zeros(n_new)
+            for lag in range(k):  # summed lag by lag: the same rounding whatever the batching
+                idx = np.arange(n_old, n_old + n_new) - lag
+                have = idx >= 0
+                total[have] += history[idx[have]]
+                count += have
+            smoothed = total / count[:, None]
         self._accel_tail = history[len(history) - (k - 1) :] if k > 1 else np.empty((0, 3))
         feat = np.column_stack([vector_norm(smoothed, axis=1), smoothed, gyro])
         self._feat = np.concatenate([self._feat, feat])
@@ -330,7 +337,7 @@ class VerticalVelocityEstimator:
             [np.repeat(feat[:1], left, axis=0), feat, np.repeat(feat[-1:], right, axis=0)]
         )
         start = lo - h + left
-        win = sliding_window_view(padded[start : start + count + 2 * h], 2 * h + 1, axis=0)
+        win = windows(padded[start : start + count + 2 * h], 2 * h + 1)
         s = self.settings
         axes = win[:, 1:4]
         spread = (axes.max(axis=2) - axes.min(axis=2)).max(axis=1)
@@ -462,8 +469,8 @@ class VerticalVelocityEstimator:
         t = np.concatenate([[self._anchor[0]], mv.t])
         az = np.concatenate([[self._anchor[1]], mv.az])
         runs = _run_lengths(ok, 0)
-        band_hi = sliding_window_view(hi, size).max(axis=1)  # window e .. e + size - 1
-        band_lo = sliding_window_view(lo, size).min(axis=1)
+        band_hi = windows(hi, size).max(axis=1)  # window e .. e + size - 1
+        band_lo = windows(lo, size).min(axis=1)
         steady = (runs[size - 1 :] >= size) & (band_hi - band_lo < 2.0 * s.accel_norm_hold)
         v = self._uncorrected(t, az)[1 : n - size + 2]
         elapsed = t[1 : n - size + 2] - t[0]
@@ -489,8 +496,8 @@ class VerticalVelocityEstimator:
         if n >= self._long:
             long_run = np.zeros(n - size + 1, dtype=bool)
             # ... with |a| in a narrow band all along: a slow lift's steady push is not.
-            long_hi = sliding_window_view(hi, self._long).max(axis=1)
-            long_lo = sliding_window_view(lo, self._long).min(axis=1)
+            long_hi = windows(hi, self._long).max(axis=1)
+            long_lo = windows(lo, self._long).min(axis=1)
             long_run[: n - self._long + 1] = (runs[self._long - 1 :] >= self._long) & (
                 long_hi - long_lo < 2.0 * s.accel_norm_hold
             )
