@@ -66,8 +66,9 @@ class OrientationTracker:
         removed, (n, 3) m/s², z up.
         """
         n = len(accel)
-        accel_g = np.ascontiguousarray(accel, dtype=np.float64) / G
-        gyro_dps = np.ascontiguousarray(gyro, dtype=np.float64) * (180.0 / math.pi)
+        # As Python floats: imufusion reads them sooner than numpy rows (same C floats).
+        accel_g = (np.asarray(accel, dtype=np.float64) / G).tolist()
+        gyro_dps = (np.asarray(gyro, dtype=np.float64) * (180.0 / math.pi)).tolist()
         ahrs = self._ahrs
         update, quaternion, acceleration = (
             ahrs.update_no_magnetometer,
@@ -149,19 +150,21 @@ def cross(a: FloatArray, b: FloatArray) -> FloatArray:
     return out
 
 
-def windows(a: FloatArray, size: int) -> FloatArray:
-    """Read-only view of the windows of ``size`` rows of ``a`` (n, …): (n - size + 1, …, size).
+def windows(a: FloatArray, size: int, axis: int = 0) -> FloatArray:
+    """Read-only view of the windows of ``size`` along ``axis`` (0 or 1) of ``a``.
 
-    The same view as ``sliding_window_view(a, size, axis=0)``, which checks its arguments
-    for longer than the per-batch statistics built on it take.
+    The same view as ``sliding_window_view(a, size, axis=axis)`` (the window is the last
+    dimension), which checks its arguments for longer than the per-batch statistics
+    built on it take.
     """
     a = np.ascontiguousarray(a)
-    count = a.shape[0] - size + 1
+    if axis not in (0, 1) or axis >= a.ndim:
+        raise ValueError(f"axis = {axis}: windows run along axis 0 or 1 of a {a.ndim}-D array")
+    count = a.shape[axis] - size + 1
     if count < 0 or size < 1:
-        raise ValueError(f"windows of {size} rows need at least {size} rows, got {a.shape[0]}")
-    view: FloatArray = np.ndarray(
-        (count, *a.shape[1:], size), a.dtype, a, 0, (*a.strides, a.strides[0])
-    )
+        raise ValueError(f"windows of {size} need at least {size} along axis {axis}: {a.shape}")
+    shape = (*a.shape[:axis], count, *a.shape[axis + 1 :], size)
+    view: FloatArray = np.ndarray(shape, a.dtype, a, 0, (*a.strides, a.strides[axis]))
     view.flags.writeable = False
     return view
 

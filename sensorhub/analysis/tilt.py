@@ -78,6 +78,7 @@ from sensorhub.analysis.orientation import (
     cross,
     quat_multiply,
     vector_norm,
+    windows,
 )
 
 __all__ = [
@@ -257,9 +258,7 @@ class _SensorOffsets:
             np.abs(vector_norm(accel, axis=1) - G) < _STILL_ACCEL
         )
         flags = np.concatenate([self._still, still])
-        counts = np.concatenate([[0], np.cumsum(flags)])
-        j = np.arange(k, k + n)
-        ok = counts[j + 1] - counts[j - k] == k + 1
+        ok = windows(flags, k + 1).all(axis=1)  # still for `before` and `after` around
         acc = np.concatenate([self._accel_tail, accel])
         gyr = np.concatenate([self._gyro_tail, gyro])
         self._add(acc[:n][ok], gyr[:n][ok])

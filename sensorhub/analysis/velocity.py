@@ -337,12 +337,15 @@ class VerticalVelocityEstimator:
             [np.repeat(feat[:1], left, axis=0), feat, np.repeat(feat[-1:], right, axis=0)]
         )
         start = lo - h + left
-        win = windows(padded[start : start + count + 2 * h], 2 * h + 1)
+        span = padded[start : start + count + 2 * h]
+        win = windows(span, 2 * h + 1)
         s = self.settings
-        axes = win[:, 1:4]
-        spread = (axes.max(axis=2) - axes.min(axis=2)).max(axis=1)
-        norm_hi = win[:, 0].max(axis=1)
-        norm_lo = win[:, 0].min(axis=1)
+        # Extremes over windows read fastest feature by feature (rows of the transpose);
+        # they are exact in any order, unlike the mean below, which keeps its layout.
+        by_feature = windows(np.ascontiguousarray(span[:, :4].T), 2 * h + 1, axis=1)
+        top, bottom = by_feature.max(axis=2), by_feature.min(axis=2)
+        spread = (top[1:4] - bottom[1:4]).max(axis=0)
+        norm_hi, norm_lo = top[0], bottom[0]
         rate = win[:, 4:7]
         rate_mean = rate.mean(axis=2)
         rate_spread = vector_norm(rate - rate_mean[:, :, None], axis=1).max(axis=1)
