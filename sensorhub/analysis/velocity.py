@@ -434,7 +434,7 @@ class VerticalVelocityEstimator:
                 continue
             # Moving: the movement ends where a believable rest begins.
             mv = j.part(pos) if self._pending is None else self._pending.join(j.part(pos))
-            first = self._rest_start(mv)
+            first = self._rest_start(mv, seen=len(mv.t) - (len(j.t) - pos))
             if first is None:
                 self._pending = mv
                 break
@@ -454,18 +454,23 @@ class VerticalVelocityEstimator:
             j, pos = mv.part(first), 0
         return VerticalMotion.concatenate(parts)
 
-    def _rest_start(self, mv: _Judged) -> int | None:
+    def _rest_start(self, mv: _Judged, seen: int = 0) -> int | None:
         """Index (into the moving samples) of the first sample of a believable rest, if any.
 
         The velocity is integrated from the anchor (the previous rest, v = 0). A rest must look
         still for ``min_rest_s`` with |a| in a narrow band, and where it begins the velocity
         integrated since the anchor must be near zero and |a| as at the previous rest --
-        unless the stillness has lasted ``long_still_s``.
+        unless the stillness has lasted ``long_still_s``. ``seen``: the first ``seen``
+        samples were searched before and held no decision.
         """
         s = self.settings
         size = self._min_rest
         n = len(mv.t)
         if n < size:
+            return None
+        if seen and not self._steady(mv, seen).any():
+            # A rest is decided at a still sample that completes its run; none of the new
+            # samples is still, and the ones before decided nothing: nothing can be new.
             return None
         ok = self._steady(mv, 0)
         hi, lo = mv.norm_hi, mv.norm_lo
