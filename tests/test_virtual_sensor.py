@@ -32,8 +32,9 @@ from firmware_protocol import (
 from firmware_protocol import gatt as uuids
 from firmware_protocol.frames import SensorKind
 from firmware_protocol.virtual.central import ReferenceCentral, SensorLink
-from firmware_protocol.virtual.emulator import Emulator
-from firmware_protocol.virtual.firmware import Fault
+from firmware_protocol.virtual.emulator import Emulator, ImuSource
+from firmware_protocol.virtual.firmware import AHEAD_S, Fault, SensorProfile, VirtualSensor
+from firmware_protocol.virtual.imu_model import ImuSimulator
 from firmware_protocol.virtual.scenario import Scenario
 
 HUB_ADDRESS = "C0:DE:00:00:00:01"
@@ -142,6 +143,84 @@ async def test_paired_stream_arrives_at_the_configured_rate_without_gaps(
     firmware = emulator.sensors[0].firmware
     assert firmware.counters.samples_undelivered == 0
     assert max(counts) <= config.samples_per_frame
+
+
+class RecordingSource:
+    """An IMU source that keeps the times it was asked for and what it answered."""
+
+    def __init__(self, source: ImuSource) -> None:
+        self.source = source
+        self.times: list[np.ndarray] = []
+        self.answers: list[np.ndarray] = []
+
+    def measure(self, t: np.ndarray, config: SensorConfig) -> np.ndarray:
+        self.times.append(t.copy())
+        self.answers.append(self.source.measure(t, config))
+        return self.answers[-1]
+
+
+async def test_streamed_samples_are_the_models_own_computed_ahead_in_few_calls(
+    emulator: Emulator, central: ReferenceCentral
+) -> None:
+    def simulator() -> ImuSimulator:
+        return ImuSimulator(emulator.trajectory, "bar", rng=np.random.default_rng(40))
+
+    source = RecordingSource(ImuSource(simulator()))
+    profile = SensorProfile(
+        address="F3:00:00:00:00:01", kind=SensorKind.IMU, serial="AHEAD-0001", clock_drift_ppm=37.0
+    )
+    device = emulator.radio.new_device(name=profile.display_name, address=profile.address)
+    frames = Collector()
+    seconds = 2.0
+    async with VirtualSensor(profile, device, source, scenario_start=emulator.started_at):
+        link = await paired_link(central, profile.address)
+        await link.subscribe_data(frames)
+        async with asyncio.timeout(5):
+            assert (await link.command(StartStreaming(0))).ok
+        calls_before = len(source.times)
+        await asyncio.sleep(seconds)
+        calls_streaming = len(source.times) - calls_before
+    # One call of the models per AHEAD_S of streaming, not one per 50 ms frame.
+    assert calls_streaming <= seconds / AHEAD_S + 2
+    # The times asked for are the sensor's tick grid, without a gap or a repeat ...
+    times = np.concatenate(source.times)
+    assert np.allclose(np.diff(times), 1 / 200 / (1 + 37e-6), rtol=0, atol=1e-9)
+    # ... and the samples are what the same models give for those times in one batch.
+    computed = np.concatenate(source.answers)
+    accel, gyro = simulator().measure(times, accel_range_g=16, gyro_range_dps=2000, odr_hz=200)
+    assert np.array_equal(computed, np.hstack([accel, gyro]))
+    streamed = np.concatenate([f.samples for f in frames.data])
+    assert len(streamed) >= 0.85 * 200 * seconds
+    found = [
+        i
+        for i in range(len(computed) - len(streamed) + 1)
+        if np.array_equal(computed[i : i + len(streamed)], streamed)
+    ]
+    assert len(found) == 1
+
+
+async def test_a_new_rate_right_after_streaming_applies_after_the_samples_taken_ahead(
+    emulator: Emulator, central: ReferenceCentral
+) -> None:
+    firmware = emulator.sensors[0].firmware
+    link = await paired_link(central, firmware.address)
+    frames = Collector()
+    await link.subscribe_data(frames)
+    async with asyncio.timeout(5):
+        assert (await link.command(StartStreaming(0))).ok
+        await asyncio.sleep(0.6)
+        assert (await link.command(StopStreaming(0))).ok
+        assert (await link.command(SetConfig(0, 100, 8, 1000))).ok
+        assert (await link.command(StartStreaming(0))).ok
+    seconds = 1.5
+    await asyncio.sleep(seconds)
+    after = [f for f in frames.data if f.interval_us == 10_000]
+    assert after, "no frame at the new rate"
+    stamps = np.array([f.timestamp_us for f in after], dtype=np.int64)
+    counts = np.array([f.count for f in after])
+    assert np.array_equal(np.diff(stamps), counts[:-1] * 10_000)
+    # At most AHEAD_S of the old rate's samples stood between the change and these.
+    assert counts.sum() >= 0.85 * 100 * (seconds - AHEAD_S)
 
 
 async def test_every_command_gets_a_response_with_a_status(

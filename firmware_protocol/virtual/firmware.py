@@ -63,10 +63,20 @@ from firmware_protocol.frames import (
 log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL_S: Final = 0.05
+"""A partial batch waits at most this long before it is sent (PROTOCOL.md, "Batching")."""
+AHEAD_S: Final = 0.5
+"""While streaming, samples are computed this far ahead, in one call of the source.
+
+The motion and error models cost about a millisecond per call and microseconds per
+sample, so one call per half second instead of one per frame is what lets one process
+carry tens of sensors. Sample times follow from the tick count alone, so the samples are
+those the same models give batch by batch; only when they are computed differs.
+"""
+IDLE_BATCH_S: Final = 0.5
+"""A sensor no central is connected to (and not streaming) samples in batches this long."""
 STOP_WAIT_S: Final = 0.25
 STOP_ATTEMPTS: Final = 40
 """Leaving, the firmware's tasks are cancelled again every STOP_WAIT_S until they stop."""
-"""A partial batch waits at most this long before it is sent (PROTOCOL.md, "Batching")."""
 ORPHAN_STREAM_TIMEOUT_S: Final = 30.0
 """Streaming with no hub connected stops after this long, to save the battery."""
 ADVERTISING_INTERVAL_MS: Final = 100.0
@@ -166,6 +176,10 @@ class _Stream:
     seq: int = 0
     next_sample_tick: int = 0
     """Index of the next sample on the sensor clock, counted from power-on."""
+    ahead: npt.NDArray[Any] | None = None
+    """Samples computed ahead, from ``next_sample_tick`` on, at the rate and ranges in force."""
+    last_sampled_s: float | None = None
+    """True time (s since power-on) of the last sample computed; the next one comes after."""
     orphaned_since: float | None = None
     recent: deque[npt.NDArray[Any]] = field(default_factory=lambda: deque(maxlen=64))
 
@@ -516,21 +530,48 @@ class VirtualSensor:
         stream.next_sample_tick = int(np.ceil((self._clock() - self._boot) * stream.rate_hz))
         while True:
             per_frame = max(1, self._batch_size())
-            period = min(FLUSH_INTERVAL_S, per_frame / stream.rate_hz)
+            # Frames leave as soon as they are full; a sensor that sends none wakes less.
+            period = FLUSH_INTERVAL_S
+            if stream.streaming:
+                period = min(FLUSH_INTERVAL_S, per_frame / stream.rate_hz)
             await asyncio.sleep(period)
             now = self._clock()
             first = stream.next_sample_tick
             last = int(np.floor((now - self._boot) * stream.rate_hz * (1 + self._drift())))
             if last < first:
                 continue
+            idle = not stream.streaming and self._connection is None
+            if idle and last - first + 1 < IDLE_BATCH_S * stream.rate_hz:
+                continue
             ticks = np.arange(first, last + 1)
+            samples = self._apply_offsets(self._due_samples(first, last))
             stream.next_sample_tick = last + 1
-            t_true = self._boot + ticks / stream.rate_hz / (1 + self._drift())
-            samples = self._source.measure(t_true - self._scenario_start, self.config)
-            samples = self._apply_offsets(samples)
             stream.recent.append(samples)
             if stream.streaming:
                 await self._stream_samples(ticks, samples, per_frame)
+
+    def _due_samples(self, first: int, last: int) -> npt.NDArray[Any]:
+        """Return the samples of ticks ``first`` to ``last``, the next ones due.
+
+        While streaming they come from a block computed AHEAD_S ahead: no SET_CONFIG
+        (refused while streaming) can change them before they are due.
+        """
+        stream = self._stream
+        ahead = stream.ahead
+        wanted = last - first + 1
+        if ahead is None or len(ahead) < wanted:
+            have = 0 if ahead is None else len(ahead)
+            until = last + (round(AHEAD_S * stream.rate_hz) if stream.streaming else 0)
+            computed = self._measure(np.arange(first + have, until + 1))
+            ahead = computed if ahead is None else np.concatenate([ahead, computed])
+        stream.ahead = ahead[wanted:]
+        return ahead[:wanted]
+
+    def _measure(self, ticks: npt.NDArray[np.int64]) -> npt.NDArray[Any]:
+        stream = self._stream
+        since_boot = ticks / stream.rate_hz / (1 + self._drift())
+        stream.last_sampled_s = float(since_boot[-1])
+        return self._source.measure(self._boot + since_boot - self._scenario_start, self.config)
 
     def _drift(self) -> float:
         return self.profile.clock_drift_ppm * 1e-6
@@ -726,12 +767,21 @@ class VirtualSensor:
 
     def _reconfigure(self, command: SetConfig) -> None:
         stream = self._stream
-        elapsed = self._clock() - self._boot
-        stream.rate_hz = command.rate_hz
-        stream.accel_range_g = command.accel_range_g
-        stream.gyro_range_dps = command.gyro_range_dps
-        stream.next_sample_tick = int(np.ceil(elapsed * stream.rate_hz * (1 + self._drift())))
         stream.recent.clear()
+        wanted = (command.rate_hz, command.accel_range_g, command.gyro_range_dps)
+        if wanted == (stream.rate_hz, stream.accel_range_g, stream.gyro_range_dps):
+            return  # the samples already taken stand
+        stream.rate_hz, stream.accel_range_g, stream.gyro_range_dps = wanted
+        stream.ahead = None
+        scale = stream.rate_hz * (1 + self._drift())
+        tick = int(np.ceil((self._clock() - self._boot) * scale))
+        # The new configuration applies after the samples already taken, which streaming
+        # takes up to AHEAD_S ahead: the models only move forward in time.
+        if stream.last_sampled_s is not None:
+            tick = max(tick, int(np.floor(stream.last_sampled_s * scale)) + 1)
+            while tick / stream.rate_hz / (1 + self._drift()) <= stream.last_sampled_s:
+                tick += 1
+        stream.next_sample_tick = tick
 
     async def _calibrate(self, kind: int) -> Status:
         stream = self._stream
