@@ -401,7 +401,7 @@ class TiltEstimator:
         out = np.full(n, np.nan)
         if n == 0:
             return out
-        if np.any(np.diff(t) <= 0) or t[0] <= self._last_t:
+        if (t[1:] <= t[:-1]).any() or t[0] <= self._last_t:
             raise ValueError("sample times must increase strictly within and across batches")
         self._last_t = float(t[-1])
         if self._tracker is None:
@@ -515,7 +515,8 @@ class TiltEstimator:
         block = self._axis_block
         first = block - self._count % block  # samples into the batch of the first solve
         if first > n:
-            self._fold(w, dev)
+            if use.any():
+                self._fold(w, dev)
             return None
         axes = np.empty((n, 3))
         done = 0
@@ -533,7 +534,7 @@ class TiltEstimator:
         if len(w) == 0:
             return
         sw = self._swing
-        sw.scatter = sw.scatter + np.einsum("i,ij,ik->jk", w, dev, dev)
+        sw.scatter = sw.scatter + (dev * w[:, None]).T @ dev
         sw.total = sw.total + dev.sum(axis=0)
         sw.count += int(np.count_nonzero(w))
 

@@ -342,13 +342,16 @@ class VerticalVelocityEstimator:
         s = self.settings
         # Extremes over windows read fastest feature by feature (rows of the transpose);
         # they are exact in any order, unlike the mean below, which keeps its layout.
-        by_feature = windows(np.ascontiguousarray(span[:, :4].T), 2 * h + 1, axis=1)
-        top, bottom = by_feature.max(axis=2), by_feature.min(axis=2)
+        by_feature = windows(np.ascontiguousarray(span.T), 2 * h + 1, axis=1)
+        top, bottom = by_feature[:4].max(axis=2), by_feature[:4].min(axis=2)
         spread = (top[1:4] - bottom[1:4]).max(axis=0)
         norm_hi, norm_lo = top[0], bottom[0]
-        rate = win[:, 4:7]
-        rate_mean = rate.mean(axis=2)
-        rate_spread = vector_norm(rate - rate_mean[:, :, None], axis=1).max(axis=1)
+        rate_mean = win[:, 4:7].mean(axis=2)
+        # |ω - mean| over each window: the squares of x, y, z added in that order, as
+        # vector_norm does.
+        dev = by_feature[4:7] - rate_mean.T[:, :, None]
+        dev *= dev
+        rate_spread = np.sqrt(dev.sum(axis=0)).max(axis=1)
         still = (
             (vector_norm(rate_mean, axis=1) < s.gyro_rest_rad_s)
             & (rate_spread < s.gyro_spread_rad_s)
