@@ -33,6 +33,7 @@ from sensorhub.config import ServiceConfig
 from sensorhub.errors import CommandError, SensorhubError
 from sensorhub.hub import Hub, HubConfig
 from sensorhub.mqtt import BrokerSettings, Command, EmbeddedBroker, MqttPublisher, TopicTree
+from sensorhub.mqtt.publisher import RECONNECT_DELAY_S
 from sensorhub.records import Record, WallClock, event_record, iso, sensor_status_record
 from sensorhub.registry import RegisteredSensor, SensorRegistry
 from sensorhub.state import default_state_dir, ensure_state_dir
@@ -98,10 +99,13 @@ class Service:
         view: RecordSink | None = None,
         say: Callable[[str], None] = lambda _line: None,
         trace: Callable[[Record, float], None] | None = None,
+        mqtt_reconnect_delay_s: tuple[float, float] = RECONNECT_DELAY_S,
     ) -> None:
         self.config = config
         self._trace = trace
         """Told every record with its batch's arrival time (0.0: from the clock): the bench."""
+        self._mqtt_reconnect_delay_s = mqtt_reconnect_delay_s
+        """The back-off between broker connection attempts (first, longest), in seconds."""
         self.state_dir = ensure_state_dir(config.state_dir or default_state_dir())
         self.registry = SensorRegistry(self.state_dir / "sensors.json")
         self.clock = WallClock()
@@ -149,6 +153,7 @@ class Service:
                     discovery_prefix=config.discovery_prefix if config.discovery else None,
                     on_command=self.handle_command,
                     hub_info={"version": __version__, "session_id": None},
+                    reconnect_delay_s=self._mqtt_reconnect_delay_s,
                 )
             )
             if self._radio is None:

@@ -27,8 +27,17 @@ _SET = {
 }
 
 
-def short_scenario(*, sets: int = 2, reps: int = 3, rest_s: float = 14.0) -> Scenario:
-    """Hip thrusts: a 10 s neutral hold (time to pair), then short sets; the last tips."""
+SET_GAP_S = 6.0
+"""The shortest set gap the configuration allows: the analysis closes a set this long after
+its last rep, so the scenario's rests can be short."""
+
+
+def short_scenario(*, sets: int = 2, reps: int = 3, rest_s: float = 8.0) -> Scenario:
+    """Hip thrusts: an 8 s neutral hold (time to pair), then short sets; the last tips.
+
+    A rest of ``rest_s`` puts about ``rest_s`` + 2 s between the last rep of a set and
+    the first of the next: well beyond :data:`SET_GAP_S`, so sets never merge.
+    """
     plans: list[dict[str, Any]] = []
     for i in range(sets):
         plan: dict[str, Any] = {**_SET, "rest_before_s": 3.0 if i == 0 else rest_s, "reps": reps}
@@ -41,7 +50,7 @@ def short_scenario(*, sets: int = 2, reps: int = 3, rest_s: float = 14.0) -> Sce
             "name": "short",
             "exercise": "hip_thrust",
             "disturbances": False,
-            "calibration_s": 10.0,
+            "calibration_s": 8.0,
             "lead_out_s": 2.0,
             "sets": plans,
         }

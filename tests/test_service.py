@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from sensorhub.mqtt.topics import sensor_id
 from sensorhub.service import Service
 from sensorhub.store import SessionStore
 from tests.mosquitto import Mosquitto
-from tests.service_helpers import Subscriber, short_scenario, subscriber, validate
+from tests.service_helpers import SET_GAP_S, Subscriber, short_scenario, subscriber, validate
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -36,7 +37,7 @@ def make_config(tmp_path: Path, broker: Mosquitto, **changes: Any) -> ServiceCon
         "state_dir": tmp_path / "state",
         "broker_url": broker.url,
         "auto_start": False,
-        "set_gap_s": 10.0,
+        "set_gap_s": SET_GAP_S,
         "source": "test",
         **changes,
     }
@@ -56,6 +57,16 @@ async def command(sub: Subscriber, body: dict[str, Any], timeout: float = 60.0) 
     await sub.wait_for(answered, timeout, f"the reply to {body}")
     validate(replies[0], "command_response")
     return replies[0]
+
+
+async def until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Wait for a condition of the service that has no event to wait on."""
+    try:
+        async with asyncio.timeout(timeout):
+            while not condition():  # noqa: ASYNC110 - polled: the store has no events
+                await asyncio.sleep(0.1)
+    except TimeoutError:
+        raise AssertionError(f"timed out waiting for {what}") from None
 
 
 async def test_a_session_over_mqtt(tmp_path: Path) -> None:
@@ -202,20 +213,30 @@ async def test_broker_outage_mid_session_loses_no_event(tmp_path: Path) -> None:
         Radio.on_virtual_radio(radio, state_dir=tmp_path / "state") as hub_radio,
     ):
         config = make_config(tmp_path, broker)
-        async with Service(config, radio=hub_radio) as service:
+        # Back-off short enough that the broker's return is noticed at once, not after 30 s.
+        async with Service(config, radio=hub_radio, mqtt_reconnect_delay_s=(0.2, 1.0)) as service:
             for sensor in sorted(emulator.sensors, key=lambda s: s.body != "pelvis"):
                 await service.hub.pair(sensor.firmware.address, role=sensor.body, athlete="Ada")
             session = service.start_session()
+
+            def stored_in_set(index: int) -> int:
+                return len([r for r in service.store.reps(session.id) if r["set_index"] == index])
+
             await sub.wait_for(lambda _: bool(sub.json_on("/athletes/ada/reps")), 60, "a rep")
             await broker.kill()
-            await asyncio.sleep(20.0)  # the rest of set 1 and most of set 2 happen meanwhile
+            # Away while the rest of set 1, its end and the start of set 2 happen.
+            await until(
+                lambda: bool(service.store.sets(session.id)) and stored_in_set(2) >= 1,
+                60,
+                "set 1 to end and set 2 to begin during the outage",
+            )
             assert not service.publisher.connected
             assert service.publisher.stats["queued"] > 0
             await broker.start()
             await sub.wait_for(
                 lambda _: len(sub.json_on("/athletes/ada/sets")) >= 1, 60, "set 1 after the outage"
             )
-            await asyncio.sleep(12.0)  # set 2 ends
+            await until(lambda: stored_in_set(2) >= 3, 60, "the last rep of set 2")
             service.stop_session()
             stored = service.store.reps(session.id)
             stored_sets = service.store.sets(session.id)

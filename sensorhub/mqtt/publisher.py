@@ -54,6 +54,9 @@ OUTBOX_WINDOW: Final = 64
 """QoS 1 messages in flight at once while draining: a backlog drains far faster than one by one."""
 PUBLISH_TIMEOUT_S: Final = 10.0
 CONNECT_TIMEOUT_S: Final = 10.0
+RECONNECT_DELAY_S: Final = (0.5, 30.0)
+"""Seconds between connection attempts: the first wait, doubled after each failure up to
+the second; each wait with ±25 % jitter."""
 STATE_MIN_INTERVAL_S: Final = 1.0
 """Athlete state changed only by tilt goes out at most once a second (dashboards, HA's recorder)."""
 SENSOR_STATUS_EVERY_S: Final = 4.0
@@ -95,7 +98,7 @@ class MqttPublisher:
         discovery_prefix: str | None = "homeassistant",
         on_command: CommandHandler | None = None,
         hub_info: dict[str, Any] | None = None,
-        reconnect_delay_s: tuple[float, float] = (0.5, 30.0),
+        reconnect_delay_s: tuple[float, float] = RECONNECT_DELAY_S,
         shutdown_timeout_s: float = 2.0,
         max_outbox_messages: int = DEFAULT_MAX_MESSAGES,
     ) -> None:
