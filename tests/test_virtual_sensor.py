@@ -33,7 +33,13 @@ from firmware_protocol import gatt as uuids
 from firmware_protocol.frames import SensorKind
 from firmware_protocol.virtual.central import ReferenceCentral, SensorLink
 from firmware_protocol.virtual.emulator import Emulator, ImuSource
-from firmware_protocol.virtual.firmware import AHEAD_S, Fault, SensorProfile, VirtualSensor
+from firmware_protocol.virtual.firmware import (
+    AHEAD_S,
+    IDLE_BATCH_S,
+    Fault,
+    SensorProfile,
+    VirtualSensor,
+)
 from firmware_protocol.virtual.imu_model import ImuSimulator
 from firmware_protocol.virtual.scenario import Scenario
 
@@ -197,6 +203,21 @@ async def test_streamed_samples_are_the_models_own_computed_ahead_in_few_calls(
         if np.array_equal(computed[i : i + len(streamed)], streamed)
     ]
     assert len(found) == 1
+
+
+async def test_a_sensor_nobody_is_connected_to_samples_in_few_calls(emulator: Emulator) -> None:
+    source = RecordingSource(
+        ImuSource(ImuSimulator(emulator.trajectory, "pelvis", rng=np.random.default_rng(41)))
+    )
+    profile = SensorProfile(address="F3:00:00:00:00:02", kind=SensorKind.IMU, serial="IDLE-0001")
+    device = emulator.radio.new_device(name=profile.display_name, address=profile.address)
+    seconds = 1.6
+    async with VirtualSensor(profile, device, source, scenario_start=emulator.started_at):
+        await asyncio.sleep(seconds)
+    # Its MTU fits one sample a frame: it used to sample every 5 ms, 200 calls a second.
+    assert 1 <= len(source.times) <= seconds / IDLE_BATCH_S + 1
+    times = np.concatenate(source.times)
+    assert np.allclose(np.diff(times), 1 / 200, rtol=0, atol=1e-9)
 
 
 async def test_a_new_rate_right_after_streaming_applies_after_the_samples_taken_ahead(
