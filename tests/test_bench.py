@@ -14,7 +14,7 @@ from firmware_protocol.virtual.scenario import Scenario
 from sensorhub.bench.latency import latency_scenario
 from sensorhub.bench.pipeline import make_frames, run_pipeline
 from sensorhub.bench.report import summarise
-from sensorhub.bench.scale import ProcessSample, cpu_pct, proc_sample
+from sensorhub.bench.scale import SATURATED_PCT, ProcessSample, ScaleResult, cpu_pct, proc_sample
 from sensorhub.cli import build_parser
 
 REQUIRED = (
@@ -45,6 +45,26 @@ def test_proc_readings_of_this_process() -> None:
     assert last.cpu_s >= first.cpu_s >= 0
     assert 10 < last.rss_mb < 10_000
     assert cpu_pct(ProcessSample(0.0, 1.0, 0.0), ProcessSample(2.0, 1.5, 0.0)) == 25.0
+
+
+@pytest.mark.parametrize(
+    ("emulator_pct", "samples_per_s", "saturated", "full_rate"),
+    [(60.0, 8000.0, False, 70.0), (SATURATED_PCT, 4200.0, True, 70.0 * 8000 / 4200)],
+)
+def test_a_saturated_emulator_is_said_and_its_count_scaled(
+    emulator_pct: float, samples_per_s: float, saturated: bool, full_rate: float
+) -> None:
+    result = ScaleResult(
+        sensors=40,
+        cpu_pct=70.0,
+        rss_mb=128.0,
+        window_s=30.0,
+        samples_per_s=samples_per_s,
+        emulator_cpu_pct=emulator_pct,
+        streaming=40,
+    ).to_json()
+    assert result["emulator_saturated"] is saturated
+    assert result["cpu_pct_at_full_rate"] == pytest.approx(full_rate, abs=0.01)
 
 
 def test_figures_not_measured_are_null() -> None:

@@ -8,6 +8,10 @@ bond and the registry entry are what a hub needs to stream; a pelvis without a s
 neutral has it measured over the first seconds of its athlete's analysis). Each sensor
 count gets an emulator and a hub of its own.
 
+One emulator process carries all the sensors of a count. Its CPU is read over the same
+window: at SATURATED_PCT or more it cannot keep its sensors on time, and the figures say
+so rather than pass the hub's off as a measurement at full rate.
+
 CPU is read from ``/proc/<pid>/stat`` (user + system time) over a window after warm-up,
 as a percentage of one core; RSS from ``/proc/<pid>/status``. Linux only.
 """
@@ -362,8 +366,14 @@ async def _run_hub(
             )
             say(
                 f"{sensors} sensors: hub {result.cpu_pct:.1f} % of a core, "
-                f"{result.rss_mb:.0f} MB; {result.samples_per_s:.0f} samples/s received"
+                f"{result.rss_mb:.0f} MB; {result.samples_per_s:.0f} samples/s received; "
+                f"emulator {result.emulator_cpu_pct:.0f} % of a core"
             )
+            if result.emulator_cpu_pct >= SATURATED_PCT:
+                say(
+                    f"the emulator was saturated at {sensors} sensors: they ran late, so the "
+                    "hub's figures at this count are a floor, not a measurement at 200 Hz"
+                )
             if soak_s > 0:
                 result.soak = await _soak(hub.pid, soak_s, say)
             return result
