@@ -15,7 +15,7 @@ pytestmark = pytest.mark.timeout(180)
 
 def test_demo_records_a_session_and_says_how_to_export_it(tmp_path: Path) -> None:
     state = tmp_path / "demo"
-    command = ["demo", "--no-ui", "--duration", "32", "--state-dir", str(state)]
+    command = ["demo", "--no-ui", "--duration", "26", "--state-dir", str(state)]
     result = subprocess.run(
         [sys.executable, "-m", "sensorhub", *command],
         capture_output=True,
