@@ -74,7 +74,7 @@ async def test_broker_killed_mid_stream(tmp_path: Path) -> None:
     )
 
     async def produce() -> None:
-        # 20 reps a second, a set after every 5: far more than any athlete, all kept.
+        # 50 reps a second, a set after every 5: far more than any athlete, all kept.
         nonlocal produced
         while True:
             await paused.wait()
@@ -83,7 +83,7 @@ async def test_broker_killed_mid_stream(tmp_path: Path) -> None:
             hub.publish_record(rep("Ann", set_index + 1, rep_in_set + 1, float(produced)))
             if rep_in_set == 4:
                 hub.publish_record(set_("Ann", set_index + 1, float(produced)))
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.02)
 
     producer = asyncio.create_task(produce(), name="records")
     try:
@@ -110,7 +110,9 @@ async def test_broker_killed_mid_stream(tmp_path: Path) -> None:
             await broker.kill()
             paused.set()
             await until(lambda: not hub.connected, timeout=5)
-            await asyncio.sleep(10)  # the broker is away; records keep coming
+            # The broker is away; records keep coming, 200 of them.
+            before_outage = produced
+            await until(lambda: produced >= before_outage + 200)
             during_outage = produced
             assert hub.stats["queued"] > 0
             await broker.start()
