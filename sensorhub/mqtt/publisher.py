@@ -25,6 +25,7 @@ import logging
 import math
 import random
 import secrets
+import socket
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
@@ -446,6 +447,10 @@ class MqttPublisher:
             # paho checks the host name itself unless told not to (insecure=1 says so).
             tls_insecure=settings.insecure if settings.tls else None,
             logger=logging.getLogger("sensorhub.mqtt.client"),
+            # Nagle's algorithm holds a small message back until the broker acknowledges
+            # the one before, up to its 40 ms delayed ACK: a rep right after a live value
+            # waited that long. Messages are whole; each may go at once.
+            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
         )
 
     async def _connection(self) -> None:
