@@ -48,8 +48,9 @@ class BenchOptions:
     pipeline_seconds: float | None = None
     """Seconds of the hip-thrust scenario to push through the pipeline (None: all of it)."""
     pipeline_repeats: int = 5
-    latency_sets: int = 2
-    latency_reps: int = 6
+    latency_sets: int = 4
+    latency_reps: int = 8
+    """32 reps: a p99 of a dozen would be the largest one."""
     warmup_s: float = 10.0
     window_s: float = 30.0
     parts: frozenset[str] = field(default_factory=lambda: frozenset(PARTS))

@@ -35,7 +35,7 @@ from sensorhub.ble.radio import Radio
 from sensorhub.config import ServiceConfig
 from sensorhub.errors import MqttError
 from sensorhub.records import Record
-from sensorhub.service import Service
+from sensorhub.service import Service, freeze_startup_heap
 
 __all__ = ["LatencyResult", "latency_scenario", "measure_latency"]
 
@@ -209,6 +209,7 @@ async def measure_latency(
         Radio.on_virtual_radio(radio, state_dir=state) as hub_radio,
         Service(config, radio=hub_radio, trace=arrivals.trace) as service,
     ):
+        freeze_startup_heap()  # as `sensorhub run` does
         # The pelvis first: its neutral hold must fall in the scenario's opening bridge.
         for sensor in sorted(emulator.sensors, key=lambda s: s.body != "pelvis"):
             await service.hub.pair(sensor.firmware.address, role=sensor.body, athlete=ATHLETE)

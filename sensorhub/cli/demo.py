@@ -25,7 +25,7 @@ from firmware_protocol.virtual.scenario import Scenario
 from sensorhub.ble.radio import Radio
 from sensorhub.cli.run import add_service_options, say_on_stderr, view_for, wait_for_stop
 from sensorhub.config import AthleteSettings, ServiceConfig
-from sensorhub.service import Service, SessionInfo, state_paths
+from sensorhub.service import Service, SessionInfo, freeze_startup_heap, state_paths
 from sensorhub.state import default_state_dir, ensure_state_dir
 
 ATHLETE: Final = "Demo"
@@ -88,6 +88,7 @@ async def run(args: argparse.Namespace) -> int:
             view_for(args, "sensorhub demo") as view,
             Service(config, radio=hub_radio, view=view, say=say) as service,
         ):
+            freeze_startup_heap()
             say(f"MQTT broker {service.broker_display}; topics under sensorhub/demo/#")
             # The pelvis first: its neutral hold falls in the scenario's opening bridge.
             for sensor in sorted(emulator.sensors, key=lambda s: s.body != "pelvis"):

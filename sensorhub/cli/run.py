@@ -16,7 +16,7 @@ from rich.console import Console
 from sensorhub.cli.sensors import _ble_arg
 from sensorhub.config import EXERCISES, ServiceConfig
 from sensorhub.live import LiveView, PlainView
-from sensorhub.service import RecordSink, Service, state_paths
+from sensorhub.service import RecordSink, Service, freeze_startup_heap, state_paths
 
 
 def add_parser(commands: Any) -> None:
@@ -100,6 +100,7 @@ async def run(args: argparse.Namespace) -> int:
     say = say_on_stderr
     async with view_for(args, f"sensorhub {config.hub_name}") as view:
         async with Service(config, view=view, say=say) as service:
+            freeze_startup_heap()
             say(f"hub {config.hub_name!r} running; MQTT broker {service.broker_display}")
             say(f"state in {service.state_dir}; stop with Ctrl-C")
             reason = await wait_for_stop(args.duration)
