@@ -88,6 +88,9 @@ class Subscriber:
     """A plain MQTT client that records what it hears and reconnects when the broker returns."""
 
     port: int
+    client_id: str | None = None
+    """With an id, a persistent session: a broker with a disk keeps what arrives while the
+    subscriber is away (also across the broker's restart) and hands it over when it is back."""
     topics: tuple[str, ...] = ("sensorhub/#", "homeassistant/#")
     messages: list[Message] = field(default_factory=list)
     connected: asyncio.Event = field(default_factory=asyncio.Event)
@@ -119,7 +122,12 @@ class Subscriber:
     async def run(self) -> None:
         while True:
             try:
-                async with aiomqtt.Client("127.0.0.1", self.port, identifier=None) as client:
+                async with aiomqtt.Client(
+                    "127.0.0.1",
+                    self.port,
+                    identifier=self.client_id,
+                    clean_session=self.client_id is None,
+                ) as client:
                     self.client = client
                     for topic in self.topics:
                         await client.subscribe(topic, qos=1)
@@ -138,9 +146,9 @@ class Subscriber:
 
 
 @contextlib.asynccontextmanager
-async def subscriber(port: int) -> AsyncIterator[Subscriber]:
+async def subscriber(port: int, *, client_id: str | None = None) -> AsyncIterator[Subscriber]:
     """A running :class:`Subscriber`, connected."""
-    sub = Subscriber(port)
+    sub = Subscriber(port, client_id)
     task = asyncio.create_task(sub.run(), name="test subscriber")
     try:
         async with asyncio.timeout(10):

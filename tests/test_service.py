@@ -206,9 +206,11 @@ async def test_a_session_over_mqtt(tmp_path: Path) -> None:
 async def test_broker_outage_mid_session_loses_no_event(tmp_path: Path) -> None:
     scenario = short_scenario(sets=2, reps=3)
     radio = VirtualRadio()
+    # A dashboard with a persistent session on a broker with a disk: what the hub sends
+    # when the broker is back reaches it even if the hub reconnects first.
     async with (
-        Mosquitto(tmp_path) as broker,
-        subscriber(broker.port) as sub,
+        Mosquitto(tmp_path, persistence=True) as broker,
+        subscriber(broker.port, client_id="dashboard") as sub,
         Emulator(scenario, seed=4, radio=radio) as emulator,
         Radio.on_virtual_radio(radio, state_dir=tmp_path / "state") as hub_radio,
     ):
