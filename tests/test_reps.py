@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import tracemalloc
 from functools import cache
 
 import numpy as np
@@ -331,3 +332,34 @@ def test_unknown_exercise_and_bad_load_are_refused() -> None:
     with pytest.raises(ValueError, match="load_kg"):
         RepDetector("squat", load_kg=-5.0)
     assert RepDetector("squat").update(VerticalMotion.empty()) == []
+
+
+def test_a_long_rest_holds_no_more_samples_than_a_short_one() -> None:
+    # A hub left streaming between sets or sessions sees long rests (v = 0): the
+    # detector must not keep their samples. Memory held after 1 and after 10 minutes.
+    rate, per_batch = 200.0, 19
+    detector = RepDetector("hip_thrust")
+    lift = imu_motion("hip_thrust")
+    assert len(detector.update(lift)) > 0
+    t0, z = float(lift.t[-1]), float(lift.position[-1])
+
+    def rest(seconds: float) -> None:
+        nonlocal t0
+        for _ in range(int(seconds * rate / per_batch)):
+            t = t0 + np.arange(1, per_batch + 1) / rate
+            t0 = float(t[-1])
+            still = VerticalMotion(
+                t, np.zeros(per_batch), np.full(per_batch, z), np.ones(per_batch, bool)
+            )
+            assert detector.update(still) == []
+
+    tracemalloc.start()
+    try:
+        rest(60.0)
+        after_one = tracemalloc.get_traced_memory()[0]
+        rest(540.0)
+        after_ten = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    # Nine more minutes of samples would be 3.5 MB (four float arrays at 200 Hz).
+    assert after_ten - after_one < 100_000

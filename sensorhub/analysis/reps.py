@@ -312,6 +312,10 @@ class RepDetector:
                 continue
             reps += self._run_done((t, v, z, raw), sign, (start, int(end)))
             start = int(end)
+        if sign[start] == 0:
+            # At rest (v = 0) the run in progress makes no phase: only its last HISTORY_S
+            # can serve the next run, and a long rest must not pile up samples.
+            start = max(start, min(len(t) - 1, int(np.searchsorted(t, t[-1] - HISTORY_S))))
         # Keep some history before the run in progress: its start may be extrapolated back.
         keep = min(max(0, start - 1), int(np.searchsorted(t, t[start] - HISTORY_S)))
         self._t, self._v, self._z, self._raw = t[keep:], v[keep:], z[keep:], raw[keep:]
