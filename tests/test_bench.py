@@ -14,7 +14,14 @@ from firmware_protocol.virtual.scenario import Scenario
 from sensorhub.bench.latency import latency_scenario
 from sensorhub.bench.pipeline import make_frames, run_pipeline
 from sensorhub.bench.report import summarise
-from sensorhub.bench.scale import SATURATED_PCT, ProcessSample, ScaleResult, cpu_pct, proc_sample
+from sensorhub.bench.scale import (
+    SATURATED_PCT,
+    ProcessSample,
+    ScaleResult,
+    SoakResult,
+    cpu_pct,
+    proc_sample,
+)
 from sensorhub.cli import build_parser
 
 REQUIRED = (
@@ -132,3 +139,15 @@ async def test_bench_quick_json_has_every_figure() -> None:
     assert set(result["targets"]) >= {"pipeline_to_imufusion_ratio", "rep_latency_p99_ms"}
     assert result["machine"]["cores"] >= 1
     assert result["broker"] in {"mosquitto", "embedded (amqtt)"}
+
+
+def test_soak_tells_a_fill_at_start_from_steady_growth() -> None:
+    # 10 MB filled over the first two minutes, then flat; and a steady 1 MB a minute.
+    times = [5.0 * i for i in range(121)]
+    fill = SoakResult(600.0, [(t, 100.0 + 10.0 * min(t, 120.0) / 120.0) for t in times])
+    leak = SoakResult(600.0, [(t, 100.0 + t / 60.0) for t in times])
+    filled, leaking = fill.to_json(), leak.to_json()
+    assert filled["rss_growth_mb"] == leaking["rss_growth_mb"] == 10.0
+    assert filled["rss_growth_second_half_mb"] == 0.0
+    assert leaking["rss_growth_second_half_mb"] == 5.0
+    assert filled["rss_mb_each_minute"] == [100.0, 105.0] + [110.0] * 9

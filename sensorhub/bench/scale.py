@@ -121,6 +121,15 @@ class SoakResult:
             "rss_max_mb": round(float(rss.max()), 1),
             "rss_slope_mb_per_min": round(slope, 3),
             "rss_growth_mb": round(float(rss[-1] - rss[0]), 1),
+            # Start-up fills (the two-minute tilt history, caches) show early; a leak
+            # goes on: the second half tells them apart.
+            "rss_growth_second_half_mb": round(
+                float(rss[-1] - np.interp(times[-1] / 2, times, rss)), 1
+            ),
+            "rss_mb_each_minute": [
+                round(float(np.interp(minute, times, rss)), 1)
+                for minute in np.arange(0.0, times[-1] + 1e-9, 60.0)
+            ],
         }
 
 
