@@ -74,6 +74,16 @@ async def paired_link(central: ReferenceCentral, address: str) -> SensorLink:
     return link
 
 
+async def streaming_link(central: ReferenceCentral, address: str) -> tuple[SensorLink, Collector]:
+    """A paired link streaming at the sensor's configuration, and what arrives on it."""
+    link = await paired_link(central, address)
+    frames = Collector()
+    await link.subscribe_data(frames)
+    async with asyncio.timeout(5):
+        assert (await link.command(StartStreaming(0))).ok
+    return link, frames
+
+
 class Collector:
     def __init__(self) -> None:
         self.frames: list[Frame] = []
@@ -223,13 +233,9 @@ async def test_a_sensor_nobody_is_connected_to_samples_in_few_calls(emulator: Em
 async def test_a_new_rate_right_after_streaming_applies_after_the_samples_taken_ahead(
     emulator: Emulator, central: ReferenceCentral
 ) -> None:
-    firmware = emulator.sensors[0].firmware
-    link = await paired_link(central, firmware.address)
-    frames = Collector()
-    await link.subscribe_data(frames)
+    link, frames = await streaming_link(central, emulator.sensors[0].firmware.address)
+    await asyncio.sleep(0.6)
     async with asyncio.timeout(5):
-        assert (await link.command(StartStreaming(0))).ok
-        await asyncio.sleep(0.6)
         assert (await link.command(StopStreaming(0))).ok
         assert (await link.command(SetConfig(0, 100, 8, 1000))).ok
         assert (await link.command(StartStreaming(0))).ok
@@ -307,11 +313,7 @@ async def test_link_drop_loses_exactly_what_the_sensor_counts_undelivered(
     emulator: Emulator, central: ReferenceCentral
 ) -> None:
     firmware = emulator.sensors[0].firmware
-    link = await paired_link(central, firmware.address)
-    frames = Collector()
-    await link.subscribe_data(frames)
-    async with asyncio.timeout(5):
-        assert (await link.command(StartStreaming(0))).ok
+    link, frames = await streaming_link(central, firmware.address)
     await asyncio.sleep(0.6)
     await firmware.drop_link()
     await asyncio.sleep(0.5)
@@ -339,11 +341,7 @@ async def test_link_drop_loses_exactly_what_the_sensor_counts_undelivered(
 
 async def test_silent_sensor_keeps_counting(emulator: Emulator, central: ReferenceCentral) -> None:
     firmware = emulator.sensors[0].firmware
-    link = await paired_link(central, firmware.address)
-    frames = Collector()
-    await link.subscribe_data(frames)
-    async with asyncio.timeout(5):
-        assert (await link.command(StartStreaming(0))).ok
+    _link, frames = await streaming_link(central, firmware.address)
     await asyncio.sleep(0.3)
     firmware.faults.add(Fault.SILENT)
     before = len(frames.data)
