@@ -338,10 +338,11 @@ class SensorLink:
         would start at or before the last sample handed out is moved just past it, whole
         (its own spacing, and so the rate, stays true).
         """
-        if len(t) and t[0] <= self._last_t:
+        if len(t) == 0:
+            return t
+        if t[0] <= self._last_t:
             t = t + (self._last_t - float(t[0]) + MIN_STEP_S)
-        if len(t):
-            self._last_t = float(t[-1])
+        self._last_t = float(t[-1])
         return t
 
     # Connection loop --------------------------------------------------------------------
