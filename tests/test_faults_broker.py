@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from sensorhub.mqtt import BrokerSettings, MqttPublisher, TopicTree
-from tests.mosquitto import Mosquitto, free_port, rep, subscribe, tilt
+from tests.mosquitto import Mosquitto, Subscriber, rep, subscribe, tilt
 
 TREE = TopicTree("sensorhub", "rack1")
 REPS = "sensorhub/rack1/athletes/ann/reps"
@@ -31,7 +31,18 @@ def first_copies(seqs: list[int]) -> list[int]:
 
 
 async def test_memory_stays_bounded_while_the_broker_is_away(tmp_path: Path) -> None:
-    port = free_port()  # nothing listens: every connection attempt is refused
+    # A dashboard with a persistent session on a broker with a disk, as deployed: when the
+    # broker is back, whichever of the hub and the dashboard reconnects first, the
+    # dashboard receives the backlog (a clean-session subscriber missed its start once).
+    broker = Mosquitto(tmp_path, persistence=True)
+    port = broker.port
+
+    def dashboard() -> contextlib.AbstractAsyncContextManager[Subscriber]:
+        return subscribe(port, REPS, client_id="dashboard", clean_session=False)
+
+    async with broker, dashboard():
+        pass
+    # From here nothing listens until the broker is back: every connection is refused.
     hub = MqttPublisher(
         BrokerSettings.from_url(f"mqtt://127.0.0.1:{port}"),
         topics=TREE,
@@ -59,9 +70,7 @@ async def test_memory_stays_bounded_while_the_broker_is_away(tmp_path: Path) -> 
         assert after - before < 600_000, f"{(after - before) / 1e6:.1f} MB kept in memory"
         assert (tmp_path / "outbox.db").stat().st_size + _wal_size(tmp_path) > 1_200_000
 
-        broker = Mosquitto(tmp_path)
-        broker.port = port
-        async with broker, subscribe(port, REPS) as seen:
+        async with broker, dashboard() as seen:
             await until_drained(hub, 90)
             await seen.wait_for(lambda m: len(first_copies([x.json()["seq"] for x in m])) == count)
     seqs = [m.json()["seq"] for m in seen.messages]
