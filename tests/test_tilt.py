@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import tracemalloc
 from dataclasses import dataclass
 from functools import cache
 
@@ -13,7 +14,7 @@ from firmware_protocol.virtual import truth as vtruth
 from firmware_protocol.virtual.imu_model import ImuSimulator, random_mounting
 from firmware_protocol.virtual.motion import Trajectory, quat_conjugate, quat_rotate
 from firmware_protocol.virtual.scenario import Scenario
-from sensorhub.analysis.athlete import AthleteAnalyzer
+from sensorhub.analysis.athlete import TILT_HISTORY_S, AthleteAnalyzer
 from sensorhub.analysis.tilt import (
     ANTERIOR_TILT_LIMIT_DEG,
     LARGE_RANGE_LIMIT_DEG,
@@ -355,3 +356,33 @@ def test_a_missed_neutral_window_is_an_error_of_its_own_and_can_be_set_again() -
     assert known.sum() > 0.5 * reps.sum()
     err = degrees[known] - rec.traj.tilt_deg(times[known])
     assert float(np.sqrt(np.mean(err**2))) <= RMSE_BOUND_DEG
+
+
+def test_the_live_tilt_history_takes_its_memory_at_the_start_and_keeps_two_minutes() -> None:
+    # A hub runs for hours: the tilt kept for measuring reps must not grow with the session
+    # (it used to fill over its first two minutes, frame by frame).
+    rate, batch = 200.0, 50
+    analyzer = AthleteAnalyzer("Ada", "hip_thrust", {"pelvis": rate}, neutral_window=(0.0, 0.5))
+    still_accel = np.tile([0.0, 0.0, 9.80665], (batch, 1))
+    still_gyro = np.zeros((batch, 3))
+
+    def feed(seconds: float, start: int) -> int:
+        for i in range(start, start + round(seconds * rate), batch):
+            analyzer.feed_imu("pelvis", (i + np.arange(batch)) / rate, still_accel, still_gyro)
+        return start + round(seconds * rate)
+
+    fed = feed(1.0, 0)
+    tracemalloc.start()
+    try:
+        before, _ = tracemalloc.get_traced_memory()
+        fed = feed(TILT_HISTORY_S + 30.0, fed)
+        after, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    held = TILT_HISTORY_S * rate * 16  # bytes of times and degrees for the whole history
+    assert after - before < 0.25 * held  # the rest: the other state's buffers, sized by the batch
+    times, degrees = analyzer.tilt_trace()
+    assert times[-1] == (fed - 1) / rate
+    assert TILT_HISTORY_S <= times[-1] - times[0] <= 1.3 * TILT_HISTORY_S
+    assert np.all(np.diff(times) > 0)
+    assert len(degrees) == len(times)

@@ -8,7 +8,7 @@ are in (sensors deliver in batches, a few tens of milliseconds apart).
 
 from __future__ import annotations
 
-from collections import deque
+import math
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
@@ -41,6 +41,69 @@ LIVE_RATE_HZ: Final = 10.0
 PENDING_REP_TIMEOUT_S: Final = 1.0
 """A rep waits at most this long (stream time) for the pelvis samples that cover it."""
 TILT_HISTORY_S: Final = 120.0
+"""Tilt kept for the reps still to be measured: far more than any rep lasts."""
+
+
+class _Trace:
+    """The latest samples of a trace, times and values, each in one contiguous array.
+
+    With a ``keep_s`` the memory is fixed from the start: samples older than ``keep_s``
+    before the newest are dropped when the arrays fill (then the kept ones move to the
+    front, which costs a copy every ``keep_s / 4`` of samples). Without one, everything
+    is kept and the arrays grow.
+    """
+
+    _HEADROOM: Final = 0.25
+
+    def __init__(self, rate_hz: float, keep_s: float | None) -> None:
+        self._keep_s = keep_s
+        span_s = keep_s if keep_s is not None else 60.0
+        capacity = math.ceil(span_s * rate_hz * (1.0 + self._HEADROOM)) + 1
+        # Filled now, not page by page as samples come: the process's memory stays flat.
+        self._t = np.full(capacity, np.nan)
+        self._y = np.full(capacity, np.nan)
+        self._n = 0
+
+    def __len__(self) -> int:
+        return self._n
+
+    def append(self, t: FloatArray, y: FloatArray) -> None:
+        """Add samples after the ones held (``t`` increasing)."""
+        n = len(t)
+        if self._n + n > len(self._t):
+            self._make_room(n, float(t[-1]))
+        self._t[self._n : self._n + n] = t
+        self._y[self._n : self._n + n] = y
+        self._n += n
+
+    def _make_room(self, n: int, newest: float) -> None:
+        start = 0
+        if self._keep_s is not None:
+            start = int(np.searchsorted(self._t[: self._n], newest - self._keep_s))
+        kept = self._n - start
+        if kept + n > len(self._t):  # nothing old enough to drop (or a huge batch): grow
+            size = max(2 * len(self._t), kept + n)
+            for name in ("_t", "_y"):
+                grown = np.full(size, np.nan)
+                grown[:kept] = getattr(self, name)[start : self._n]
+                setattr(self, name, grown)
+        else:
+            self._t[:kept] = self._t[start : self._n]
+            self._y[:kept] = self._y[start : self._n]
+        self._n = kept
+
+    def view(self) -> tuple[FloatArray, FloatArray]:
+        """Times and values held (read-only views)."""
+        t, y = self._t[: self._n], self._y[: self._n]
+        t.flags.writeable = y.flags.writeable = False
+        return t, y
+
+    def around(self, t_start: float, t_end: float) -> tuple[FloatArray, FloatArray]:
+        """The samples over [``t_start``, ``t_end``] with one more on each side, if held."""
+        t, y = self.view()
+        lo = max(0, int(np.searchsorted(t, t_start, side="right")) - 1)
+        hi = int(np.searchsorted(t, t_end, side="left")) + 1
+        return t[lo:hi], y[lo:hi]
 
 
 @dataclass
@@ -102,8 +165,9 @@ class AthleteAnalyzer:
             if "pelvis" in self.rates
             else None
         )
-        self._tilt_t: deque[FloatArray] = deque()
-        self._tilt_deg: deque[FloatArray] = deque()
+        self._tilt_trace = _Trace(
+            self.rates.get("pelvis", 1.0), None if self.keep_tilt_trace else TILT_HISTORY_S
+        )
         self._tilt_until = -np.inf
         self._last_tilt_update = -np.inf
         self._pending: list[Rep] = []
@@ -191,13 +255,8 @@ class AthleteAnalyzer:
     # Tilt -------------------------------------------------------------------------------
 
     def _on_tilt(self, t: FloatArray, tilt: FloatArray) -> list[Event]:
-        self._tilt_t.append(t)
-        self._tilt_deg.append(tilt)
+        self._tilt_trace.append(t, tilt)
         self._tilt_until = float(t[-1])
-        if not self.keep_tilt_trace:
-            while self._tilt_t and self._tilt_t[0][-1] < self._tilt_until - TILT_HISTORY_S:
-                self._tilt_t.popleft()
-                self._tilt_deg.popleft()
         known = np.flatnonzero(np.isfinite(tilt))
         if len(known) and t[known[-1]] - self._last_tilt_update >= self._live_period:
             self._last_tilt_update = float(t[known[-1]])
@@ -214,9 +273,8 @@ class AthleteAnalyzer:
 
     def tilt_trace(self) -> tuple[FloatArray, FloatArray]:
         """The tilt kept so far: times (s) and degrees (NaN where not yet known)."""
-        if not self._tilt_t:
-            return np.empty(0), np.empty(0)
-        return np.concatenate(list(self._tilt_t)), np.concatenate(list(self._tilt_deg))
+        t, deg = self._tilt_trace.view()
+        return t.copy(), deg.copy()
 
     # Reps and sets ----------------------------------------------------------------------
 
@@ -246,7 +304,8 @@ class AthleteAnalyzer:
         self._rep_in_set += 1
         tilt = None
         if self._tilt is not None:
-            t, deg = self.tilt_trace()
+            # Only the rep's own samples: the same answer as on the whole trace.
+            t, deg = self._tilt_trace.around(rep.t_start, rep.t_end)
             tilt = rep_tilt(
                 t,
                 deg,
