@@ -395,9 +395,16 @@ async def _soak(pid: int, duration_s: float, say: Say) -> SoakResult:
     say(f"soak: RSS every {every:g} s for {duration_s:g} s")
     started = time.monotonic()
     samples: list[tuple[float, float]] = []
+    told = 0  # minutes reported so far
     while True:
         sample = proc_sample(pid)
         samples.append((sample.at - started, sample.rss_mb))
+        if (minute := int((sample.at - started) // 60)) > told:
+            told = minute
+            say(
+                f"soak: {minute} min of {duration_s / 60:g}, RSS {sample.rss_mb:.1f} MB "
+                f"({sample.rss_mb - samples[0][1]:+.1f} MB)"
+            )
         if sample.at - started >= duration_s:
             break
         await asyncio.sleep(min(every, max(0.0, started + duration_s - time.monotonic())))
