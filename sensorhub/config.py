@@ -42,13 +42,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
-from sensorhub.analysis.reps import EXERCISE_LIMITS
-from sensorhub.ble.radio import check_ble_spec
+from sensorhub.analysis.exercises import EXERCISES
+from sensorhub.ble.spec import check_ble_spec
 from sensorhub.errors import ConfigError
 
 __all__ = ["EXERCISES", "PASSWORD_ENV", "AthleteSettings", "ServiceConfig"]
 
-EXERCISES: Final = tuple(EXERCISE_LIMITS)
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 PASSWORD_ENV: Final = "SENSORHUB_MQTT_PASSWORD"  # noqa: S105 - a variable name
 

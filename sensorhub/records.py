@@ -17,7 +17,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sensorhub.analysis.events import (
     Alert,
@@ -27,7 +27,9 @@ from sensorhub.analysis.events import (
     TiltUpdate,
     VelocityUpdate,
 )
-from sensorhub.ble.link import SensorStatus
+
+if TYPE_CHECKING:  # the link pulls in the radio stack; records only name its status type
+    from sensorhub.ble.link import SensorStatus
 
 __all__ = [
     "Record",

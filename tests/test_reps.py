@@ -14,7 +14,8 @@ from firmware_protocol.virtual.imu_model import BarSensorSimulator, ImuSimulator
 from firmware_protocol.virtual.motion import Trajectory
 from firmware_protocol.virtual.scenario import Scenario
 from firmware_protocol.virtual.truth import RepTruth
-from sensorhub.analysis.reps import Rep, RepDetector, detect_reps
+from sensorhub.analysis.exercises import EXERCISES
+from sensorhub.analysis.reps import EXERCISE_LIMITS, Rep, RepDetector, detect_reps
 from sensorhub.analysis.scoring import match_reps
 from sensorhub.analysis.velocity import VerticalMotion, transducer_motion, vertical_motion
 
@@ -363,3 +364,8 @@ def test_a_long_rest_holds_no_more_samples_than_a_short_one() -> None:
         tracemalloc.stop()
     # Nine more minutes of samples would be 3.5 MB (four float arrays at 200 Hz).
     assert after_ten - after_one < 100_000
+
+
+def test_every_exercise_a_user_may_name_has_limits() -> None:
+    # The configuration, MQTT commands and CLI check names against EXERCISES.
+    assert tuple(EXERCISE_LIMITS) == EXERCISES

@@ -21,42 +21,8 @@ from firmware_protocol.virtual.emulator import Emulator
 from firmware_protocol.virtual.radio import VirtualRadio
 from firmware_protocol.virtual.scenario import Scenario
 from sensorhub.ble.bumble_backend import BumbleClient, BumbleHost, BumbleScanner
-from sensorhub.errors import BluetoothError, ConfigError
-
-NATIVE = "native"
-VIRTUAL = "virtual"
-_BUMBLE_SCHEMES = (
-    "usb",
-    "pyusb",
-    "serial",
-    "tcp-client",
-    "tcp-server",
-    "udp",
-    "unix",
-    "ws-client",
-    "ws-server",
-    "hci-socket",
-    "vhci",
-    "android-netsim",
-    "android-emulator",
-    "file",
-    "pty",
-)
-BLE_HELP = (
-    "radio: 'native' (the OS Bluetooth stack via bleak), 'virtual' (virtual sensors in "
-    "this process), or a Bumble transport such as usb:0, serial:/dev/ttyACM0, "
-    "tcp-client:127.0.0.1:7001"
-)
-
-
-def check_ble_spec(spec: str) -> str:
-    """Validate a ``--ble`` value; raise ConfigError naming the accepted forms."""
-    if spec in {NATIVE, VIRTUAL}:
-        return spec
-    scheme, sep, _ = spec.partition(":")
-    if scheme in _BUMBLE_SCHEMES and sep:
-        return spec
-    raise ConfigError(f"--ble {spec!r} is not a radio I know; {BLE_HELP}")
+from sensorhub.ble.spec import NATIVE, VIRTUAL, check_ble_spec
+from sensorhub.errors import BluetoothError
 
 
 class Radio:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from sensorhub.analysis.exercises import EXERCISES
 from sensorhub.errors import CommandError
 
 __all__ = [
@@ -28,7 +29,6 @@ __all__ = [
     "reply_ids",
 ]
 
-EXERCISES: Final = ("hip_thrust", "bodyweight_hip_thrust", "squat", "deadlift")
 ROLES: Final = ("bar", "pelvis")
 MAX_PAYLOAD_BYTES: Final = 16_384
 MAX_ID_CHARS: Final = 64

@@ -1,8 +1,20 @@
-"""Where sessions are kept: the SQLite session store, its exports, and replays."""
+"""Where sessions are kept: the SQLite session store, its exports, and replays.
 
-from sensorhub.store.db import FILE_NAME, RawBatch, SessionStore
-from sensorhub.store.export import FORMATS, ExportFormat, export_session
-from sensorhub.store.replay import RecordSink, plan_replay, replay_session
+The names below are loaded on first use: a command that only lists sessions does not
+import the analysis that replays them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from sensorhub.store.schema import FORMATS, ExportFormat
+
+if TYPE_CHECKING:
+    from sensorhub.store.db import FILE_NAME, RawBatch, SessionStore
+    from sensorhub.store.export import export_session
+    from sensorhub.store.replay import RecordSink, plan_replay, replay_session
 
 __all__ = [
     "FILE_NAME",
@@ -15,3 +27,22 @@ __all__ = [
     "plan_replay",
     "replay_session",
 ]
+
+_HOMES = {
+    "FILE_NAME": "db",
+    "RawBatch": "db",
+    "SessionStore": "db",
+    "export_session": "export",
+    "RecordSink": "replay",
+    "plan_replay": "replay",
+    "replay_session": "replay",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value

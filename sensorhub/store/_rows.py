@@ -8,7 +8,7 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from sensorhub.analysis.reps import EXERCISE_LIMITS
+from sensorhub.analysis.exercises import EXERCISES
 from sensorhub.errors import ConfigError
 from sensorhub.store.schema import Column
 
@@ -40,10 +40,8 @@ def athlete_settings(
     if not name.strip():
         raise ConfigError("athlete name must not be empty")
     exercise = settings.get("exercise")
-    if exercise not in EXERCISE_LIMITS:
-        raise ConfigError(
-            f"exercise {exercise!r} of {name!r} is not one of {', '.join(EXERCISE_LIMITS)}"
-        )
+    if exercise not in EXERCISES:
+        raise ConfigError(f"exercise {exercise!r} of {name!r} is not one of {', '.join(EXERCISES)}")
     load_kg = settings.get("load_kg")
     check_load(name, load_kg)
     optional: list[float | None] = []

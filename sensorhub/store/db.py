@@ -26,12 +26,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Self
+from typing import TYPE_CHECKING, Any, Final, Self
 
 import numpy as np
 import numpy.typing as npt
 
-from sensorhub.ble.link import SensorBatch
 from sensorhub.errors import ConfigError, StateError
 from sensorhub.records import iso
 from sensorhub.registry import RegisteredSensor
@@ -45,6 +44,10 @@ from sensorhub.store._rows import (
     statements,
     to_sql,
 )
+
+if TYPE_CHECKING:  # the link pulls in the radio stack; the store only names its batch type
+    from sensorhub.ble.link import SensorBatch
+
 from sensorhub.store.schema import (
     APPLICATION_ID,
     MIGRATIONS,

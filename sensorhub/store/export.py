@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from types import ModuleType
-from typing import IO, Any, Final, Literal, Protocol, get_args
+from typing import IO, Any, Final, Protocol
 
 import numpy as np
 
@@ -26,12 +26,10 @@ from firmware_protocol import BarDataFrame, FirmwareProtocolError, ImuDataFrame,
 from sensorhub.errors import ConfigError, StateError
 from sensorhub.records import iso
 from sensorhub.store.db import SessionStore
-from sensorhub.store.schema import RECORD_COLUMNS, ColumnKind
+from sensorhub.store.schema import FORMATS, RECORD_COLUMNS, ColumnKind, ExportFormat
 
 __all__ = ["FORMATS", "ExportFormat", "export_session"]
 
-ExportFormat = Literal["csv", "jsonl", "parquet"]
-FORMATS: Final[tuple[str, ...]] = get_args(ExportFormat)
 CHUNK_ROWS: Final = 65536
 """Samples per write (and per Parquet row group's piece): bounded memory for long sessions."""
 Field = tuple[str, ColumnKind]

@@ -8,8 +8,11 @@ specs below drive the SQL, the reads and every export format.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final, Literal, get_args
 
+ExportFormat = Literal["csv", "jsonl", "parquet"]
+FORMATS: Final[tuple[str, ...]] = get_args(ExportFormat)
+"""What ``sensorhub export --format`` writes (:mod:`sensorhub.store.export`)."""
 SCHEMA_VERSION: Final = 1
 """``PRAGMA user_version`` of a store this code writes; raise it with a migration."""
 APPLICATION_ID: Final = 0x53484231
