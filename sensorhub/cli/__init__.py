@@ -1,4 +1,9 @@
-"""The ``sensorhub`` command: one CLI for everything users do."""
+"""The ``sensorhub`` command: one CLI for everything users do.
+
+Building the parser must stay cheap (``--help``, usage errors and light commands pay for
+it): the sub-command modules import Bumble, SciPy, MQTT and the like only in the
+functions that run a command.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,6 @@ import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from firmware_protocol import FirmwareProtocolError
 from sensorhub import __version__
 from sensorhub.cli import analysis, bench, demo, emulate, run, sensors, sessions
 from sensorhub.errors import SensorhubError
@@ -47,6 +51,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.verbose < 2:
         # Bumble logs every dropped advertisement at INFO; keep it for -vv.
         logging.getLogger("bumble").setLevel(logging.WARNING)
+    # firmware_protocol loads numpy; parse_args has already exited for --help and usage errors.
+    from firmware_protocol import FirmwareProtocolError  # noqa: PLC0415
+
     command: Command = args.run
     try:
         return asyncio.run(command(args))

@@ -1,24 +1,20 @@
 """``sensorhub analyze`` (a recording) and ``sensorhub evaluate`` (accuracy against truth)."""
 
+# ruff: noqa: PLC0415 - the analysis (numpy, SciPy) is imported by the commands that run it
+
 from __future__ import annotations
 
 import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sensorhub.analysis.athlete import AthleteAnalyzer
-from sensorhub.analysis.evaluate import EVALUATION_SEED, evaluate, format_table
-from sensorhub.analysis.recording import (
-    RecordingError,
-    Segment,
-    load_csv,
-    regularise,
-    still_window,
-)
-from sensorhub.analysis.reps import Rep
-from sensorhub.analysis.sets import SetSummary
+if TYPE_CHECKING:
+    from sensorhub.analysis.athlete import AthleteAnalyzer
+    from sensorhub.analysis.recording import Segment
+    from sensorhub.analysis.reps import Rep
+    from sensorhub.analysis.sets import SetSummary
 
 EXERCISE_CHOICES = ("hip_thrust", "squat", "deadlift")
 
@@ -48,7 +44,7 @@ def add_parsers(commands: Any) -> None:
     evaluate_parser.add_argument(
         "--sets", type=int, default=60, help="sets per exercise (default 60; 240 in all)"
     )
-    evaluate_parser.add_argument("--seed", type=int, default=EVALUATION_SEED)
+    evaluate_parser.add_argument("--seed", type=int)  # default: EVALUATION_SEED, in run_evaluate
     evaluate_parser.add_argument("--rate", type=float, default=200.0, help="IMU rate, Hz")
     evaluate_parser.add_argument("--workers", type=int, default=2, help="processes (default 2)")
     evaluate_parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -92,6 +88,9 @@ def _set_json(summary: SetSummary, index: int) -> dict[str, Any]:
 
 
 def _analyse_segment(segment: Segment, args: argparse.Namespace) -> AthleteAnalyzer:
+    from sensorhub.analysis.athlete import AthleteAnalyzer
+    from sensorhub.analysis.recording import RecordingError, still_window
+
     neutral = still_window(segment) if args.role == "pelvis" else None
     if args.role == "pelvis" and neutral is None:
         # Tilt is measured from the neutral pose; without one there is nothing to report.
@@ -117,6 +116,8 @@ def _analyse_segment(segment: Segment, args: argparse.Namespace) -> AthleteAnaly
 
 async def run_analyze(args: argparse.Namespace) -> int:
     """Analyse one recording and print its reps and sets."""
+    from sensorhub.analysis.recording import load_csv, regularise
+
     segments = regularise(load_csv(args.file, accel_unit=args.accel_unit, gyro_unit=args.gyro_unit))
     reps: list[dict[str, Any]] = []
     sets: list[dict[str, Any]] = []
@@ -155,9 +156,11 @@ async def run_analyze(args: argparse.Namespace) -> int:
 
 async def run_evaluate(args: argparse.Namespace) -> int:
     """Run the evaluation corpus and print the figures."""
+    from sensorhub.analysis.evaluate import EVALUATION_SEED, evaluate, format_table
+
     figures = evaluate(
         args.sets,
-        seed=args.seed,
+        seed=EVALUATION_SEED if args.seed is None else args.seed,
         rate_hz=args.rate,
         workers=args.workers,
         progress=lambda line: print(line, file=sys.stderr, flush=True),

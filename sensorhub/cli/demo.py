@@ -10,6 +10,8 @@ The demo keeps its own state directory (``<state>/demo``): its virtual sensors a
 at every run, so their registry and bonds are reset each time; its sessions are kept.
 """
 
+# ruff: noqa: PLC0415 - the service and the virtual sensors (Bumble) are imported when it runs
+
 from __future__ import annotations
 
 import argparse
@@ -17,16 +19,14 @@ import shlex
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from firmware_protocol.virtual.emulator import Emulator
-from firmware_protocol.virtual.radio import VirtualRadio
-from firmware_protocol.virtual.scenario import Scenario
-from sensorhub.ble.radio import Radio
 from sensorhub.cli.run import add_service_options, say_on_stderr, view_for, wait_for_stop
 from sensorhub.config import AthleteSettings, ServiceConfig
-from sensorhub.service import Service, SessionInfo, freeze_startup_heap, state_paths
 from sensorhub.state import default_state_dir, ensure_state_dir
+
+if TYPE_CHECKING:
+    from sensorhub.service import SessionInfo
 
 ATHLETE: Final = "Demo"
 DEMO_SET_GAP_S: Final = 10.0
@@ -60,6 +60,12 @@ def _demo_state_dir(args: argparse.Namespace) -> Path:
 
 async def run(args: argparse.Namespace) -> int:
     """Run the demo session."""
+    from firmware_protocol.virtual.emulator import Emulator
+    from firmware_protocol.virtual.radio import VirtualRadio
+    from firmware_protocol.virtual.scenario import Scenario
+    from sensorhub.ble.radio import Radio
+    from sensorhub.service import Service, freeze_startup_heap
+
     scenario = Scenario.from_name_or_path(args.scenario)
     state_dir = _demo_state_dir(args)
     first_load = scenario.sets[0].load_kg if scenario.exercise != "bodyweight_hip_thrust" else None
@@ -113,6 +119,8 @@ def _progress(say: Callable[[str], None], body: str) -> Callable[[str], None]:
 
 
 def _summary(session: SessionInfo, state_dir: Path) -> None:
+    from sensorhub.service import state_paths
+
     paths = state_paths(state_dir)
     state = shlex.quote(str(state_dir))
     print(

@@ -1,5 +1,7 @@
 """``sensorhub emulate``: virtual sensors that hubs in other processes reach over HCI."""
 
+# ruff: noqa: PLC0415 - the emulator (Bumble) is imported when it runs
+
 from __future__ import annotations
 
 import argparse
@@ -8,11 +10,13 @@ import contextlib
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from firmware_protocol.virtual.emulator import Emulator
 from firmware_protocol.virtual.scenario import Scenario
 from sensorhub.errors import ConfigError
+
+if TYPE_CHECKING:
+    from firmware_protocol.virtual.emulator import Emulator
 
 
 def add_parser(commands: Any) -> None:
@@ -63,6 +67,8 @@ def add_parser(commands: Any) -> None:
 
 async def run(args: argparse.Namespace) -> int:
     """Run the emulator until the duration ends or a signal arrives."""
+    from firmware_protocol.virtual.emulator import Emulator
+
     scenario = Scenario.from_name_or_path(args.scenario)
     if not 1 <= args.athletes <= 1000:
         raise ConfigError(f"--athletes {args.athletes}: give 1 to 1000")

@@ -1,5 +1,7 @@
 """``sensorhub run``: the service, until SIGINT or SIGTERM (or ``--duration``)."""
 
+# ruff: noqa: PLC0415 - the service (Bumble, MQTT, the analysis, rich) is imported when it runs
+
 from __future__ import annotations
 
 import argparse
@@ -9,14 +11,13 @@ import signal
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
-
-from rich.console import Console
+from typing import TYPE_CHECKING, Any
 
 from sensorhub.cli.sensors import _ble_arg
 from sensorhub.config import EXERCISES, ServiceConfig
-from sensorhub.live import LiveView, PlainView
-from sensorhub.service import RecordSink, Service, freeze_startup_heap, state_paths
+
+if TYPE_CHECKING:
+    from sensorhub.service import RecordSink
 
 
 def add_parser(commands: Any) -> None:
@@ -55,6 +56,10 @@ def add_service_options(parser: argparse.ArgumentParser) -> None:
 @contextlib.asynccontextmanager
 async def view_for(args: argparse.Namespace, title: str) -> AsyncIterator[RecordSink]:
     """The live view in a terminal, plain lines otherwise."""
+    from rich.console import Console
+
+    from sensorhub.live import LiveView, PlainView
+
     if args.no_ui or not sys.stdout.isatty():
         yield PlainView(sys.stdout)
         return
@@ -88,6 +93,8 @@ async def wait_for_stop(duration: float | None) -> str:
 
 async def run(args: argparse.Namespace) -> int:
     """Run the service."""
+    from sensorhub.service import Service, freeze_startup_heap, state_paths
+
     config = ServiceConfig.load(args.config).with_overrides(
         broker_url=args.broker,
         state_dir=args.state_dir,

@@ -1,22 +1,24 @@
 """``sensorhub scan``, ``pair`` and ``sensors``: finding, pairing and managing sensors."""
 
+# ruff: noqa: PLC0415 - the radio (bleak, Bumble) and rich are imported by the commands using them
+
 from __future__ import annotations
 
 import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.live import Live
-from rich.table import Table
-
-from sensorhub.ble.radio import BLE_HELP, Radio, check_ble_spec
+from sensorhub.ble.spec import BLE_HELP, check_ble_spec
 from sensorhub.errors import BluetoothError, ConfigError
-from sensorhub.pairing import Sighting, discover, pair_sensor
 from sensorhub.registry import ROLES, SensorRegistry
 from sensorhub.state import default_state_dir, ensure_state_dir
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from sensorhub.pairing import Sighting
 
 
 def add_common(parser: argparse.ArgumentParser, *, radio: bool = True) -> None:
@@ -84,6 +86,8 @@ def add_parsers(commands: Any) -> None:
 
 
 def _sightings_table(found: dict[str, Sighting]) -> Table:
+    from rich.table import Table
+
     table = Table(title="sensors nearby", expand=False)
     table.add_column("address", no_wrap=True, min_width=17)  # people copy it whole
     for column in ("name", "kind", "battery", "rssi", "pairing", "paired"):
@@ -103,6 +107,12 @@ def _sightings_table(found: dict[str, Sighting]) -> Table:
 
 async def run_scan(args: argparse.Namespace) -> int:
     """List our sensors nearby, live in a terminal, or as JSON."""
+    from rich.console import Console
+    from rich.live import Live
+
+    from sensorhub.ble.radio import Radio
+    from sensorhub.pairing import discover
+
     registry = SensorRegistry(state_dir(args) / "sensors.json")
     async with Radio(args.ble, state_dir=state_dir(args)) as radio:
         if args.json or not sys.stdout.isatty():
@@ -124,6 +134,9 @@ async def run_scan(args: argparse.Namespace) -> int:
 
 async def run_pair(args: argparse.Namespace) -> int:
     """Pair one sensor and register it."""
+    from sensorhub.ble.radio import Radio
+    from sensorhub.pairing import pair_sensor
+
     directory = state_dir(args)
     registry = SensorRegistry(directory / "sensors.json")
     async with Radio(args.ble, state_dir=directory) as radio:
@@ -143,6 +156,9 @@ async def run_pair(args: argparse.Namespace) -> int:
 
 async def run_list(args: argparse.Namespace) -> int:
     """Print the registered sensors."""
+    from rich.console import Console
+    from rich.table import Table
+
     sensors = SensorRegistry(state_dir(args) / "sensors.json").load()
     if args.json:
         print(json.dumps([s.to_json() for s in sensors.values()], indent=2))
@@ -164,6 +180,8 @@ async def run_list(args: argparse.Namespace) -> int:
 
 async def run_forget(args: argparse.Namespace) -> int:
     """Remove a sensor from the registry and delete its bond."""
+    from sensorhub.ble.radio import Radio
+
     directory = state_dir(args)
     removed = SensorRegistry(directory / "sensors.json").forget(args.address)
     print(f"forgot {removed.label} ({removed.address})")

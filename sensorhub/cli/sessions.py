@@ -1,5 +1,7 @@
 """``sensorhub sessions``, ``export`` and ``replay``: what the session store holds."""
 
+# ruff: noqa: PLC0415 - the store, MQTT and rich are imported by the commands that use them
+
 from __future__ import annotations
 
 import argparse
@@ -12,18 +14,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
-
-from rich.console import Console
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 from sensorhub.cli.sensors import add_common
 from sensorhub.config import PASSWORD_ENV
 from sensorhub.errors import MqttError
-from sensorhub.mqtt import BrokerSettings, MqttPublisher, TopicTree
-from sensorhub.records import Record
 from sensorhub.state import default_state_dir
-from sensorhub.store import FORMATS, RecordSink, SessionStore, export_session, replay_session
+from sensorhub.store import FORMATS
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from sensorhub.records import Record
+    from sensorhub.store import RecordSink, SessionStore
 
 PUBLISH_TIMEOUT_S = 30.0
 
@@ -83,6 +86,8 @@ def add_parsers(commands: Any) -> None:
 
 @contextmanager
 def _store(args: argparse.Namespace) -> Iterator[SessionStore]:
+    from sensorhub.store import SessionStore
+
     # Reading needs no write access: the state directory is not created or checked here.
     directory = args.state_dir or default_state_dir()
     store = SessionStore.open_readonly(SessionStore.path_in(directory))
@@ -118,6 +123,9 @@ def _number(value: float | None, digits: int = 2) -> str:
 
 async def run_list(args: argparse.Namespace) -> int:
     """Print every session."""
+    from rich.console import Console
+    from rich.table import Table
+
     with _store(args) as store:
         sessions = store.sessions()
     if args.json:
@@ -148,6 +156,8 @@ async def run_list(args: argparse.Namespace) -> int:
 
 async def run_show(args: argparse.Namespace) -> int:
     """Print one session with its sets and reps."""
+    from rich.console import Console
+
     with _store(args) as store:
         info = store.session(args.session)
         sets, reps, alerts = (
@@ -178,6 +188,8 @@ async def run_show(args: argparse.Namespace) -> int:
 
 
 def _print_sets(console: Console, sets: list[Record], reps: list[Record]) -> None:
+    from rich.table import Table
+
     table = Table(title="sets")
     for column in ("athlete", "set", "reps", "best MCV m/s", "mean MCV m/s", "loss %", "rest s"):
         table.add_column(column)
@@ -214,6 +226,8 @@ def _print_sets(console: Console, sets: list[Record], reps: list[Record]) -> Non
 
 async def run_export(args: argparse.Namespace) -> int:
     """Write a session's files and print their paths."""
+    from sensorhub.store import export_session
+
     with _store(args) as store:
         written = export_session(store, args.session, args.out, args.format, raw=args.raw)
     for path in written:
@@ -240,6 +254,8 @@ async def run_replay(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace, sinks: list[RecordSink]) -> list[Record]:
+    from sensorhub.store import replay_session
+
     records: list[Record] = []
     with _store(args) as store:
         for record in replay_session(store, args.session, sinks=sinks):
@@ -251,6 +267,8 @@ def _replay(args: argparse.Namespace, sinks: list[RecordSink]) -> list[Record]:
 
 async def _replay_and_publish(args: argparse.Namespace) -> list[Record]:
     """Replay into an MQTT publisher, then wait until the broker has taken every record."""
+    from sensorhub.mqtt import BrokerSettings, MqttPublisher, TopicTree
+
     settings = BrokerSettings.from_url(args.publish, password=os.environ.get(PASSWORD_ENV))
     topics = TopicTree(prefix=args.prefix, hub=args.hub_name)
     with tempfile.TemporaryDirectory(prefix="sensorhub-replay-") as scratch:
