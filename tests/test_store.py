@@ -20,7 +20,7 @@ from sensorhub.ble.link import SensorBatch
 from sensorhub.errors import ConfigError, StateError
 from sensorhub.records import iso
 from sensorhub.registry import RegisteredSensor
-from sensorhub.store import SessionStore
+from sensorhub.store import SessionStore, db
 from sensorhub.store.schema import APPLICATION_ID, RECORD_COLUMNS, SCHEMA_VERSION
 from tests.test_store_data import BAR, PELVIS, RATE_HZ, recorded_copy
 
@@ -181,6 +181,34 @@ async def test_the_flush_task_commits_within_half_a_second(tmp_path: Path) -> No
     final = SessionStore.open_readonly(path)
     assert final.sessions()[0]["ended"] is not None
     final.close()
+
+
+async def test_the_wal_starts_over_while_frames_keep_coming(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A hub writes frames every few milliseconds for hours: a checkpoint running beside
+    # them never caught up, and the WAL grew with the session (1 GB an hour at 40 sensors).
+    monkeypatch.setattr(db, "CHECKPOINT_INTERVAL_S", 0.2)
+    path = tmp_path / "sessions.db"
+    wal = path.with_name(path.name + "-wal")
+    async with SessionStore(path) as store:
+        session_id = store.start_session(athletes=ADA, sensors=[SENSOR], clock_offset_s=0.0)
+        frames = 0
+        largest = 0
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline:
+            for _ in range(4):
+                store.add_batch(session_id, SENSOR, frame_batch(frames, samples=40))
+                frames += 1
+            await asyncio.sleep(0.002)
+            largest = max(largest, wal.stat().st_size if wal.exists() else 0)
+        written = path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
+    assert frames > 1000  # the writer kept the WAL busy
+    # Started over at each checkpoint: the WAL holds a few intervals' frames, not all.
+    assert largest < written / 3, (largest, written)
+    reader = SessionStore.open_readonly(path)
+    assert reader.session(session_id)["sensors"][0]["frames"] == frames  # nothing lost
+    reader.close()
 
 
 WRITER = """

@@ -7,6 +7,13 @@ second; the WAL is checkpointed from a worker thread, so the fsyncs of a checkpo
 never stall the loop. ``synchronous = NORMAL``: a commit survives the process dying;
 only a power cut may lose the last commits, never the file.
 
+SQLite starts the WAL over only when a transaction begins after a checkpoint has
+copied all of it. Frames arrive every few milliseconds, so a checkpoint running beside
+them never catches up and the WAL would grow with the session (by about 1 GB an hour
+at 40 sensors). While a checkpoint runs, the frames that arrive are held in memory
+instead (for :data:`CHECKPOINT_HOLD_S` at most) and written as it ends, into a WAL
+started over.
+
 One writer at a time holds ``sessions.db.lock``; readers (``sensorhub sessions``,
 ``export``, ``replay``) open the file read-only, also while the hub records. A session
 whose ``ended`` is null was either being recorded (a writer holds the lock) or cut off
@@ -62,6 +69,10 @@ FILE_NAME: Final = "sessions.db"
 FLUSH_INTERVAL_S: Final = 0.25
 """Commit this often: at most twice this is lost when the process is killed."""
 CHECKPOINT_INTERVAL_S: Final = 10.0
+CHECKPOINT_HOLD_S: Final = 0.25
+"""Longest that frames wait in memory for a checkpoint to end (then they are written)."""
+WAL_SIZE_LIMIT_BYTES: Final = 16 * 1024 * 1024
+"""The WAL file is cut back to this size when it starts over (``journal_size_limit``)."""
 BUSY_TIMEOUT_MS: Final = 5000
 
 
@@ -92,6 +103,8 @@ class SessionStore:
         self._session_sensor_ids: dict[tuple[int, str], int] = {}
         self._mine: set[int] = set()
         self.batches_without_frame = 0
+        self._held: list[tuple[Any, ...]] | None = None  # frames waiting for a checkpoint
+        self._held_since = 0.0
         self._closed = False
         self._conn = self._open_readonly() if readonly else self._open_writer()
 
@@ -122,6 +135,7 @@ class SessionStore:
                 if str(mode).lower() != "wal":
                     raise StateError(f"{self.path} cannot use WAL mode (got {mode}); move it")
                 conn.execute("PRAGMA synchronous = NORMAL")
+                conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES}")
                 conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
                 conn.execute("PRAGMA foreign_keys = ON")
                 self._migrate(conn)
@@ -243,9 +257,31 @@ class SessionStore:
         while True:
             await asyncio.sleep(CHECKPOINT_INTERVAL_S)
             try:
+                self.commit()
+            except StateError as exc:
+                log.error("%s", exc)
+                self._failure = exc
+                continue
+            # Nothing of ours is in flight: held frames let the checkpoint copy the whole
+            # WAL, so that the next transaction starts it over (module docstring).
+            self._held, self._held_since = [], time.monotonic()
+            try:
                 await asyncio.to_thread(_checkpoint, self.path, "PASSIVE")
             except sqlite3.Error as exc:
                 log.warning("checkpoint of %s failed (will retry): %s", self.path, exc)
+            finally:
+                self._release_held()
+
+    def _release_held(self) -> None:
+        """Write the frames held during a checkpoint (a failure is told at the next write)."""
+        held, self._held = self._held, None
+        if not held or self._closed:
+            return
+        try:
+            with self._writing("record a frame") as conn:
+                conn.executemany(_INSERT_FRAME, held)
+        except StateError as exc:
+            self._failure = exc
 
     def commit(self) -> None:
         """Make everything added so far durable against the process dying."""
@@ -265,6 +301,7 @@ class SessionStore:
             return
         try:
             if not self.readonly:
+                self._release_held()
                 for session_id in sorted(self._mine):
                     self.end_session(session_id)
                 self.commit()
@@ -370,18 +407,17 @@ class SessionStore:
             self.batches_without_frame += 1  # nothing a replay could decode
             return
         t = np.ascontiguousarray(batch.t, dtype="<f8")
+        values = (float(t[0]), batch.lost_before, t.tobytes(), bytes(batch.frame))
+        if self._held is not None:
+            known = self._session_sensor_ids.get((session_id, sensor.address.upper()))
+            if known is not None and time.monotonic() - self._held_since < CHECKPOINT_HOLD_S:
+                self._held.append((known, *values))
+                return
+            # A slow checkpoint or a new sensor: write, after the held frames to keep
+            # their order (the WAL starts over at a later checkpoint).
+            self._release_held()
         with self._writing("record a frame") as conn:
-            conn.execute(
-                "INSERT INTO frames (session_sensor_id, t0, lost_before, t, frame) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (
-                    self._session_sensor_id(session_id, sensor),
-                    float(t[0]),
-                    batch.lost_before,
-                    t.tobytes(),
-                    bytes(batch.frame),
-                ),
-            )
+            conn.execute(_INSERT_FRAME, (self._session_sensor_id(session_id, sensor), *values))
 
     def add_record(self, session_id: int, record: dict[str, Any]) -> None:
         """Keep a rep, set or alert record (:mod:`sensorhub.records`); others are ignored."""
@@ -611,6 +647,11 @@ class SessionStore:
             yield RawBatch(
                 address, kind, role, athlete, np.frombuffer(t, dtype="<f8"), frame, lost_before
             )
+
+
+_INSERT_FRAME: Final = (
+    "INSERT INTO frames (session_sensor_id, t0, lost_before, t, frame) VALUES (?, ?, ?, ?, ?)"
+)
 
 
 def _checkpoint(path: Path, mode: str) -> None:
