@@ -26,6 +26,7 @@ from firmware_protocol.virtual.emulator import Emulator
 from firmware_protocol.virtual.firmware import Fault, SensorProfile, VirtualSensor
 from firmware_protocol.virtual.radio import VirtualRadio
 from firmware_protocol.virtual.scenario import Scenario
+from sensorhub.ble import link as link_module
 from sensorhub.ble.link import LinkState, SensorBatch, SensorLink
 from sensorhub.ble.radio import Radio
 from sensorhub.hub import Hub
@@ -323,3 +324,31 @@ def test_hub_times_only_go_forward_across_a_clock_refit() -> None:
     assert np.allclose(np.diff(second), 0.005)  # the frame's own spacing is kept
     assert second[0] - first[-1] < 1e-5
     assert np.array_equal(third, [10.030, 10.035])  # frames that follow on are untouched
+
+
+class _Disconnecting:
+    """A client whose disconnect takes its time, or fails as a dying Bumble link does."""
+
+    def __init__(self, *, noise: bool = False) -> None:
+        self.started = asyncio.Event()
+        self.noise = noise
+
+    async def disconnect(self) -> None:
+        self.started.set()
+        if self.noise:
+            raise asyncio.CancelledError  # Bumble cancelling the requests of a dead link
+        await asyncio.sleep(3600)
+
+
+async def test_a_stop_while_a_dropped_link_disconnects_still_stops_it() -> None:
+    # The link dropped, so its session ended without an exception, and the hub stopped
+    # while the link was disconnecting: the stop used to be taken for the dying link's
+    # noise, and the link went on reconnecting after its hub had stopped.
+    client = _Disconnecting()
+    task = asyncio.create_task(link_module._disconnect(client))  # type: ignore[arg-type]
+    await client.started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # ... while the dying link's own CancelledError is no reason to stop.
+    await link_module._disconnect(_Disconnecting(noise=True))  # type: ignore[arg-type]

@@ -42,6 +42,8 @@ from bumble.host import Host
 from bumble.transport import open_transport
 from bumble.transport.common import AsyncPipeSink, Transport
 
+from sensorhub.ble._tasks import cancelled_by_us
+
 log = logging.getLogger(__name__)
 
 PREFERRED_MTU = 247
@@ -333,7 +335,7 @@ class BumbleClient(BaseBleakClient):
             await self.disconnect()
             raise BleakError(f"setting up the link to {self.address} failed: {exc!r}") from exc
         except asyncio.CancelledError:
-            if _cancelled_by_us():
+            if cancelled_by_us():
                 raise
             await self.disconnect()
             raise BleakError(f"the link to {self.address} went down while setting it up") from None
@@ -478,21 +480,9 @@ async def _att(operation: Any, address: str) -> Any:
     except (BaseBumbleError, HCI_Error) as exc:
         raise BleakError(f"{address}: {exc}") from exc
     except asyncio.CancelledError:
-        if _cancelled_by_us():
+        if cancelled_by_us():
             raise
         raise BleakError(f"{address}: the link went down during a request") from None
-
-
-def _cancelled_by_us() -> bool:
-    """Whether a CancelledError being handled is a real cancellation of this task.
-
-    Bumble cancels the futures of pending ATT requests when a link drops, so a request
-    on a dying link raises CancelledError though nobody cancelled us. Let that escape
-    and it ends the caller's task as if it had been stopped: a link that silently
-    never reconnects.
-    """
-    task = asyncio.current_task()
-    return task is None or task.cancelling() > 0
 
 
 __all__ = ["BumbleClient", "BumbleHost", "BumbleScanner", "hub_address"]

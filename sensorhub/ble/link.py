@@ -47,6 +47,7 @@ from firmware_protocol import (
     decode,
 )
 from firmware_protocol import gatt as uuids
+from sensorhub.ble._tasks import cancelled_by_us
 from sensorhub.ble.accounting import FrameVerdict, StreamAccounting
 from sensorhub.ble.clock import SensorClock
 from sensorhub.ble.control import ControlPoint
@@ -405,8 +406,7 @@ class SensorLink:
             await self._supervise(control, disconnected)
         finally:
             control.cancel_all()
-            with contextlib.suppress(BleakError, asyncio.CancelledError):
-                await client.disconnect()
+            await _disconnect(client)
 
     async def _start_streaming(self, client: BleakClient, control: ControlPoint) -> None:
         await control.start()
@@ -463,3 +463,19 @@ class SensorLink:
         sensor_us = TimeSyncResult.decode(response.payload).sensor_time_us
         self.sensor_clock.add_sync(sent, control.last_received_at, sensor_us)
         self._jump_us = 0  # the fit has seen the sensor clock as it reads now
+
+
+async def _disconnect(client: BleakClient) -> None:
+    """Drop the connection; one already gone is no error, but a stop still stops.
+
+    A session that ended because its link dropped (no exception on the way) disconnects
+    here; a stop that lands now must end the link's task, not be taken for the dying
+    link's noise and leave the link reconnecting after its hub has stopped.
+    """
+    try:
+        await client.disconnect()
+    except BleakError:
+        pass
+    except asyncio.CancelledError:
+        if cancelled_by_us():
+            raise
