@@ -9,7 +9,7 @@ only a power cut may lose the last commits, never the file.
 
 SQLite starts the WAL over only when a transaction begins after a checkpoint has
 copied all of it. Frames arrive every few milliseconds, so a checkpoint running beside
-them never catches up and the WAL would grow with the session (by about 1 GB an hour
+them never catches up and the WAL would grow with the session (345 MB in six minutes
 at 40 sensors). While a checkpoint runs, the frames that arrive are held in memory
 instead (for :data:`CHECKPOINT_HOLD_S` at most) and written as it ends, into a WAL
 started over.
