@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -151,3 +153,54 @@ def test_soak_tells_a_fill_at_start_from_steady_growth() -> None:
     assert filled["rss_growth_second_half_mb"] == 0.0
     assert leaking["rss_growth_second_half_mb"] == 5.0
     assert filled["rss_mb_each_minute"] == [100.0, 105.0] + [110.0] * 9
+
+
+def _descendants(pid: int) -> set[int]:
+    """Processes started by ``pid`` and by them, from /proc (Linux)."""
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            found |= {int(child)} | _descendants(int(child))
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+@pytest.mark.timeout(120)
+async def test_sigterm_stops_the_bench_and_every_process_it_started() -> None:
+    # `timeout` and CI runners stop with SIGTERM: the hub, the virtual sensors and the
+    # broker went on running after the bench had gone, skewing the next measurement.
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "sensorhub",
+        "bench",
+        "--quick",
+        "--only",
+        "scale",
+        "--sensors",
+        "1",
+        "--soak-s",
+        "120",
+        stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.DEVNULL,
+    )
+    assert process.stderr is not None
+    heard = []
+    while not any(line.startswith("soak:") for line in heard):
+        line = (await asyncio.wait_for(process.stderr.readline(), 90)).decode()
+        assert line, "the bench ended before its soak:\n" + "".join(heard)
+        heard.append(line)
+    started = _descendants(process.pid)
+    assert len(started) >= 2  # at least the hub and its virtual sensors
+    process.terminate()
+    rest = await asyncio.wait_for(process.stderr.read(), 60)
+    assert await process.wait() == 128 + signal.SIGTERM
+    assert "stopped by SIGTERM" in rest.decode()
+    assert [pid for pid in started if _running(pid)] == []

@@ -5,7 +5,9 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import signal
 import sys
 from typing import Any
 
@@ -97,7 +99,27 @@ async def run(args: argparse.Namespace) -> int:
     def say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
-    result = await run_bench(options, say=say)
+    # SIGTERM (`timeout`, a CI runner) stops the bench as Ctrl-C does: its hub, virtual
+    # sensors and broker are stopped too, not left running to skew the next measurement.
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    assert main is not None
+    terminated: list[bool] = []
+
+    def on_sigterm() -> None:
+        terminated.append(True)
+        main.cancel()
+
+    loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+    try:
+        result = await run_bench(options, say=say)
+    except asyncio.CancelledError:
+        if not terminated:
+            raise  # Ctrl-C: asyncio.run makes it a KeyboardInterrupt
+        say("sensorhub bench: stopped by SIGTERM; its processes have been stopped")
+        return 128 + signal.SIGTERM
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
