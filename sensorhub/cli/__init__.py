@@ -51,6 +51,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.verbose < 2:
         # Bumble logs every dropped advertisement at INFO; keep it for -vv.
         logging.getLogger("bumble").setLevel(logging.WARNING)
+        # Its software controller (only the virtual radio's) warns of every packet still
+        # in flight when a virtual link goes: noise at the end of each demo or bench.
+        logging.getLogger("bumble.controller").setLevel(logging.ERROR)
     # firmware_protocol loads numpy; parse_args has already exited for --help and usage errors.
     from firmware_protocol import FirmwareProtocolError  # noqa: PLC0415
 
