@@ -104,22 +104,18 @@ async def test_several_athletes_have_sensors_of_their_own() -> None:
     assert [s["address"] for s in described[: len(single)]] == [s["address"] for s in single]
 
 
-@pytest.mark.timeout(240)
-async def test_bench_quick_json_has_every_figure() -> None:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "sensorhub",
-        "bench",
-        "--quick",
-        "--json",
-        "--sensors",
-        "1",
-        "--soak-s",
-        "3",
-        stdout=asyncio.subprocess.PIPE,
+async def quick_bench(*args: str, stdout: int) -> asyncio.subprocess.Process:
+    """``sensorhub bench --quick --sensors 1`` in a process of its own; stderr piped."""
+    return await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "sensorhub", "bench", "--quick", "--sensors", "1", *args),
+        stdout=stdout,
         stderr=asyncio.subprocess.PIPE,
     )
+
+
+@pytest.mark.timeout(240)
+async def test_bench_quick_json_has_every_figure() -> None:
+    process = await quick_bench("--json", "--soak-s", "3", stdout=asyncio.subprocess.PIPE)
     out, err = await process.communicate()
     assert process.returncode == 0, err.decode()[-3000:]
     result = json.loads(out)
@@ -176,20 +172,8 @@ def _running(pid: int) -> bool:
 async def test_sigterm_stops_the_bench_and_every_process_it_started() -> None:
     # `timeout` and CI runners stop with SIGTERM: the hub, the virtual sensors and the
     # broker went on running after the bench had gone, skewing the next measurement.
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "sensorhub",
-        "bench",
-        "--quick",
-        "--only",
-        "scale",
-        "--sensors",
-        "1",
-        "--soak-s",
-        "120",
-        stderr=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.DEVNULL,
+    process = await quick_bench(
+        "--only", "scale", "--soak-s", "120", stdout=asyncio.subprocess.DEVNULL
     )
     assert process.stderr is not None
     heard = []

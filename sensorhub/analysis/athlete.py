@@ -64,9 +64,6 @@ class _Trace:
         self._y = np.full(capacity, np.nan)
         self._n = 0
 
-    def __len__(self) -> int:
-        return self._n
-
     def append(self, t: FloatArray, y: FloatArray) -> None:
         """Add samples after the ones held (``t`` increasing)."""
         n = len(t)
@@ -81,15 +78,13 @@ class _Trace:
         if self._keep_s is not None:
             start = int(np.searchsorted(self._t[: self._n], newest - self._keep_s))
         kept = self._n - start
+        old_t, old_y = self._t[start : self._n], self._y[start : self._n]
         if kept + n > len(self._t):  # nothing old enough to drop (or a huge batch): grow
             size = max(2 * len(self._t), kept + n)
-            for name in ("_t", "_y"):
-                grown = np.full(size, np.nan)
-                grown[:kept] = getattr(self, name)[start : self._n]
-                setattr(self, name, grown)
-        else:
-            self._t[:kept] = self._t[start : self._n]
-            self._y[:kept] = self._y[start : self._n]
+            self._t, self._y = np.full(size, np.nan), np.full(size, np.nan)
+        # To the front (numpy copies overlapping slices safely).
+        self._t[:kept] = old_t
+        self._y[:kept] = old_y
         self._n = kept
 
     def view(self) -> tuple[FloatArray, FloatArray]:
