@@ -134,6 +134,7 @@ async def test_bench_quick_json_has_every_figure() -> None:
     assert scale["cpu_pct_at_full_rate"] >= 0.8 * hub["cpu_pct"]
     assert 0 < scale["samples_per_s"] <= 1.2 * scale["expected_samples_per_s"]
     assert scale["soak"]["samples"] >= 2
+    assert scale["soak"]["store_wal_max_mb"] > 0  # the hub's store was found and watched
     assert set(result["targets"]) >= {"pipeline_to_imufusion_ratio", "rep_latency_p99_ms"}
     assert result["machine"]["cores"] >= 1
     assert result["broker"] in {"mosquitto", "embedded (amqtt)"}

@@ -39,6 +39,7 @@ from sensorhub.ble.radio import Radio
 from sensorhub.errors import ConfigError, MqttError, SensorhubError
 from sensorhub.pairing import pair_sensor
 from sensorhub.registry import SensorRegistry
+from sensorhub.store.db import FILE_NAME
 
 __all__ = ["ProcessSample", "ScaleResult", "SoakResult", "measure_scale", "proc_sample"]
 
@@ -107,6 +108,8 @@ class SoakResult:
     duration_s: float
     samples_mb: list[tuple[float, float]]
     """(seconds since the soak began, RSS MB)."""
+    store_wal_max_mb: float | None = None
+    """Largest size of the session store's WAL file seen (it must not grow with the session)."""
 
     def to_json(self) -> dict[str, Any]:
         """First, last, peak, the fitted slope (MB/min) and the growth it implies."""
@@ -130,6 +133,9 @@ class SoakResult:
                 round(float(np.interp(minute, times, rss)), 1)
                 for minute in np.arange(0.0, times[-1] + 1e-9, 60.0)
             ],
+            "store_wal_max_mb": (
+                None if self.store_wal_max_mb is None else round(self.store_wal_max_mb, 1)
+            ),
         }
 
 
@@ -384,31 +390,41 @@ async def _run_hub(
                     "hub's figures at this count are a floor, not a measurement at 200 Hz"
                 )
             if soak_s > 0:
-                result.soak = await _soak(hub.pid, soak_s, say)
+                result.soak = await _soak(hub.pid, soak_s, say, wal=state / f"{FILE_NAME}-wal")
             return result
         finally:
             await _stop(hub, timeout=HUB_STOP_S)
 
 
-async def _soak(pid: int, duration_s: float, say: Say) -> SoakResult:
+def _size_mb(path: Path) -> float:
+    """A file's size in MB; 0 while it does not exist."""
+    try:
+        return path.stat().st_size / 1e6
+    except FileNotFoundError:
+        return 0.0
+
+
+async def _soak(pid: int, duration_s: float, say: Say, *, wal: Path) -> SoakResult:
     every = min(5.0, max(1.0, duration_s / 30))
     say(f"soak: RSS every {every:g} s for {duration_s:g} s")
     started = time.monotonic()
     samples: list[tuple[float, float]] = []
     told = 0  # minutes reported so far
+    wal_mb = 0.0
     while True:
         sample = proc_sample(pid)
         samples.append((sample.at - started, sample.rss_mb))
+        wal_mb = max(wal_mb, _size_mb(wal))
         if (minute := int((sample.at - started) // 60)) > told:
             told = minute
             say(
                 f"soak: {minute} min of {duration_s / 60:g}, RSS {sample.rss_mb:.1f} MB "
-                f"({sample.rss_mb - samples[0][1]:+.1f} MB)"
+                f"({sample.rss_mb - samples[0][1]:+.1f} MB); store WAL at most {wal_mb:.1f} MB"
             )
         if sample.at - started >= duration_s:
             break
         await asyncio.sleep(min(every, max(0.0, started + duration_s - time.monotonic())))
-    return SoakResult(time.monotonic() - started, samples)
+    return SoakResult(time.monotonic() - started, samples, wal_mb)
 
 
 async def measure_scale(
