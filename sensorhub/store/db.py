@@ -9,10 +9,10 @@ only a power cut may lose the last commits, never the file.
 
 SQLite starts the WAL over only when a transaction begins after a checkpoint has
 copied all of it. Frames arrive every few milliseconds, so a checkpoint running beside
-them never catches up and the WAL would grow with the session (345 MB in six minutes
-at 40 sensors). While a checkpoint runs, the frames that arrive are held in memory
-instead (for :data:`CHECKPOINT_HOLD_S` at most) and written as it ends, into a WAL
-started over.
+them never catches up and the WAL would keep every frame of the session (hundreds of
+MB within minutes at 40 sensors). While a checkpoint runs, the frames that arrive are
+held in memory instead (for :data:`CHECKPOINT_HOLD_S` at most) and written as it ends,
+into a WAL started over.
 
 One writer at a time holds ``sessions.db.lock``; readers (``sensorhub sessions``,
 ``export``, ``replay``) open the file read-only, also while the hub records. A session
