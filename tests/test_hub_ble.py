@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from collections import defaultdict
+import logging
+import sys
+from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from bleak.exc import BleakError
+from bumble import att, hci
 
 from firmware_protocol import gatt as uuids
 from firmware_protocol.frames import SensorKind
@@ -251,3 +255,45 @@ async def test_registry_changes_from_another_process_are_picked_up(
         await asyncio.sleep(1.2)
         assert batches.samples(pelvis.address) > before + 100
         assert pelvis.address in hub.links
+
+
+async def test_streamed_packets_are_formatted_for_bumbles_debug_log_only_while_it_is_on(
+    air: VirtualRadio,
+    athlete_a: Emulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    formatted: Counter[str] = Counter()  # by the Bumble module that asked for the text
+
+    def counting(original: Callable[[Any], str]) -> Callable[[Any], str]:
+        def to_text(packet: Any) -> str:
+            formatted[Path(sys._getframe(1).f_code.co_filename).name] += 1
+            return original(packet)
+
+        return to_text
+
+    monkeypatch.setattr(att.ATT_PDU, "__str__", counting(att.ATT_PDU.__str__))
+    monkeypatch.setattr(hci.HCI_AclDataPacket, "__str__", counting(hci.HCI_AclDataPacket.__str__))
+    registry = registry_in(tmp_path)
+    bar = firmware(athlete_a, "bar")
+    async with Radio.on_virtual_radio(air, state_dir=tmp_path) as radio:
+        await pair_sensor(radio, registry, bar.address, role="bar", athlete="Ada", calibrate=False)
+        batches = Batches()
+        async with Hub(radio, registry, on_batch=batches):
+            await wait_for(lambda: batches.samples(bar.address) > 0, 10, "the first data")
+            formatted.clear()
+            start = batches.samples(bar.address)
+            await wait_for(lambda: batches.samples(bar.address) > start + 400, 10, "2 s of data")
+            quiet = dict(formatted)
+            caplog.set_level(logging.DEBUG, logger="bumble.gatt_client")
+            caplog.set_level(logging.DEBUG, logger="bumble.host")
+            start = batches.samples(bar.address)
+            await wait_for(lambda: batches.samples(bar.address) > start + 200, 10, "1 s of data")
+            logged = [r.getMessage() for r in caplog.records]
+    # The hub's GATT client and host (and the sensor's host) format nothing while
+    # streaming with the log off...
+    assert quiet.get("gatt_client.py", 0) == quiet.get("host.py", 0) == 0, quiet
+    # ... and with it on, every notification and data packet is in the log as before.
+    assert sum("ATT_HANDLE_VALUE_NOTIFICATION" in m and "to client" in m for m in logged) >= 5
+    assert sum("CONTROLLER -> HOST" in m and "data_total_length" in m for m in logged) >= 5

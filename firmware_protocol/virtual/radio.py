@@ -20,15 +20,14 @@ from bumble import hci, keys
 from bumble.controller import Controller
 from bumble.device import Device, DeviceConfiguration
 from bumble.hci import Address
-from bumble.host import Host
 from bumble.link import LocalLink
 from bumble.transport.common import AsyncPipeSink, PacketParser
 
 from firmware_protocol._errors import FirmwareProtocolError
+from firmware_protocol.virtual.quiet import QuietHost
 
 log = logging.getLogger(__name__)
 _CONTROLLER_LOG: Final = logging.getLogger("bumble.controller")
-_HOST_LOG: Final = logging.getLogger("bumble.host")
 _DATA_PATH: Final = (hci.HCI_AclDataPacket, hci.HCI_Number_Of_Completed_Packets_Event)
 """The packets every notification makes: data, and the controller's note that it went."""
 
@@ -87,29 +86,6 @@ class VirtualController(Controller):
         )
 
 
-class _SensorHost(Host):
-    """Bumble's host, without formatting data packets for a debug log that is off."""
-
-    def on_hci_packet(self, packet: hci.HCI_Packet) -> None:
-        if self.snooper or _HOST_LOG.isEnabledFor(logging.DEBUG):
-            super().on_hci_packet(packet)
-        elif isinstance(packet, hci.HCI_AclDataPacket):
-            self.on_hci_acl_data_packet(packet)
-        elif isinstance(packet, hci.HCI_Number_Of_Completed_Packets_Event):
-            self.on_hci_event_packet(packet)
-        else:
-            super().on_hci_packet(packet)
-
-    def send_hci_packet(self, packet: hci.HCI_Packet) -> None:
-        if isinstance(packet, hci.HCI_AclDataPacket) and not (
-            self.snooper or _HOST_LOG.isEnabledFor(logging.DEBUG)
-        ):
-            if self.hci_sink:
-                self.hci_sink.on_packet(bytes(packet))
-        else:
-            super().send_hci_packet(packet)
-
-
 class VirtualRadio:
     """An in-memory radio shared by virtual sensors and hubs."""
 
@@ -131,7 +107,7 @@ class VirtualRadio:
             name=name,
             address=Address(address),
             config=config,
-            host=_SensorHost(controller, AsyncPipeSink(controller)),
+            host=QuietHost(controller, AsyncPipeSink(controller)),
         )
         device.keystore = keys.MemoryKeyStore()
         return device

@@ -38,10 +38,10 @@ from bumble.core import AdvertisingData, BaseBumbleError
 from bumble.device import Advertisement, Connection, Device, Peer
 from bumble.gatt_client import CharacteristicProxy, DescriptorProxy
 from bumble.hci import Address, HCI_Error
-from bumble.host import Host
 from bumble.transport import open_transport
 from bumble.transport.common import AsyncPipeSink, Transport
 
+from firmware_protocol.virtual.quiet import QuietDevice, QuietHost
 from sensorhub.ble._tasks import cancelled_by_us
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,11 @@ class BumbleHost:
         except (OSError, BaseBumbleError, ValueError) as exc:
             raise BleakError(f"cannot open Bluetooth transport {moniker!r}: {exc}") from exc
         address = hub_address(state_dir)
-        device = Device.with_hci("sensorhub", Address(address), transport.source, transport.sink)
+        device = QuietDevice(
+            name="sensorhub",
+            address=Address(address),
+            host=QuietHost(transport.source, transport.sink),
+        )
         device.keystore = _PrivateKeyStore(address, str(state_dir / "bonds.json"))
         return cls(device, transport)
 
@@ -122,10 +126,10 @@ class BumbleHost:
     def on_controller(cls, controller: Controller, *, state_dir: Path) -> BumbleHost:
         """Use a controller of an in-process virtual radio."""
         address = hub_address(state_dir)
-        device = Device(
+        device = QuietDevice(
             name="sensorhub",
             address=Address(address),
-            host=Host(controller, AsyncPipeSink(controller)),
+            host=QuietHost(controller, AsyncPipeSink(controller)),
         )
         device.keystore = _PrivateKeyStore(address, str(state_dir / "bonds.json"))
         return cls(device)
