@@ -207,6 +207,35 @@ def test_stored_calibration_gives_tilt_without_a_neutral_window() -> None:
     assert float(np.sqrt(np.mean(err**2))) <= RMSE_BOUND_DEG
 
 
+def test_a_stored_calibration_started_mid_session_withholds_tilt_while_the_ahrs_settles() -> None:
+    # A hub restarted mid-session: its AHRS starts level, whatever the pelvis is doing.
+    rec = recording("preset-hip_thrust-200")
+    learned = TiltEstimator(rec.fs, neutral_window=rec.window)
+    learned.update(rec.t, rec.accel, rec.gyro)
+    cal = learned.calibration
+    assert cal is not None
+    truth = rec.traj.tilt_deg(rec.t)
+    reps = rec.traj.truth.reps
+    settle = round(3.0 * rec.fs)
+    for start_s in (reps[0].t_start - 5.0, reps[1].t_start + 0.3, reps[2].t_end + 1.0):
+        i = int(np.searchsorted(rec.t, start_s))
+        streamed = TiltEstimator(rec.fs, calibration=cal)
+        tilt = np.concatenate(
+            [
+                streamed.update(rec.t[j : j + 19], rec.accel[j : j + 19], rec.gyro[j : j + 19])
+                for j in range(i, len(rec.t), 19)
+            ]
+        )
+        whole = TiltEstimator(rec.fs, calibration=cal).update(
+            rec.t[i:], rec.accel[i:], rec.gyro[i:]
+        )
+        np.testing.assert_array_equal(np.isnan(tilt), np.isnan(whole))
+        assert np.all(np.isnan(tilt[:settle]))  # settling: tens of degrees off otherwise
+        after = tilt[settle : settle + round(2.0 * rec.fs)]
+        assert not np.any(np.isnan(after))
+        assert float(np.max(np.abs(after - truth[i + settle : i + settle + len(after)]))) < 1.0
+
+
 def test_calibration_from_the_gravity_measured_at_pairing() -> None:
     # Pairing records only the accelerometer's mean over a neutral hold; the axis is then
     # learned from the reps, as with a neutral window.

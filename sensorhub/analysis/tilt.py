@@ -313,9 +313,10 @@ class TiltEstimator:
     instead of learning a new one). Samples up to the window's end come out NaN (the
     window's are kept to measure the neutral once it has passed), as does every sample
     before the mediolateral axis is learned (module docstring); with a stored axis tilt is
-    known from the window's end
-    (or, with only a stored calibration, from the first sample, the AHRS settling for
-    its first 3 s).
+    known from the window's end. With only a stored calibration there is nothing to
+    prime the AHRS with: it starts level and settles within its initialisation period, so
+    the first :data:`_PRIME_S` of samples come out NaN (tens of degrees wrong otherwise)
+    and tilt is known from then on.
 
     Besides the AHRS the estimator tracks the gyroscope and accelerometer offsets from
     still poses and re-solves them once per second of samples (at sample counts, so the
@@ -351,6 +352,7 @@ class TiltEstimator:
         self._block = max(1, round(_OFFSET_UPDATE_S * self._fs))
         self._axis_block = max(1, round(_AXIS_UPDATE_S * self._fs))
         self._count = 0  # samples fused since the window's end
+        self._settling = 0  # samples from the start whose tilt is withheld (NaN)
         self._neutral: FloatArray | None = None  # as the AHRS reported it
         self._neutral_accel: FloatArray | None = None  # mean raw accel over the window
         self._up_n: FloatArray | None = None
@@ -383,6 +385,17 @@ class TiltEstimator:
     def axis_learned(self) -> bool:
         """True once tilt values are being produced."""
         return self._axis is not None
+
+    @property
+    def learned_axis(self) -> FloatArray | None:
+        """The mediolateral axis (3,) in the sensor frame as learned from the swings so far.
+
+        None until it is learned, and always when the axis came with a stored calibration
+        (nothing was learned: it is kept as given).
+        """
+        if self._fixed_axis is not None or self._axis is None:
+            return None
+        return self._axis.copy()
 
     def update(self, t: FloatArray, accel: FloatArray, gyro: FloatArray) -> FloatArray:
         """Take consecutive samples and return their tilt, degrees (n,); NaN where unknown.
@@ -429,6 +442,7 @@ class TiltEstimator:
         if window is None:
             assert self._neutral is not None
             self._up_n = _up_in_sensor(self._neutral)
+            self._settling = round(_PRIME_S * self._fs)
         else:
             wa, wg = window
             need = max(_MIN_WINDOW_SAMPLES, 2 * self._offsets.after)
@@ -465,6 +479,7 @@ class TiltEstimator:
     def _process(self, accel: FloatArray, gyro: FloatArray) -> FloatArray:
         """Fuse samples in blocks that end where the offsets are re-solved."""
         out = np.empty(len(accel))
+        settling = self._settling - self._count
         i = 0
         while i < len(accel):
             step = min(len(accel) - i, self._block - self._count % self._block)
@@ -474,6 +489,8 @@ class TiltEstimator:
             if self._count % self._block == 0:
                 self._offsets.solve()
                 self._refresh_neutral()
+        if settling > 0:
+            out[:settling] = np.nan
         return out
 
     def _fuse(self, accel: FloatArray, gyro: FloatArray) -> FloatArray:
