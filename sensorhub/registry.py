@@ -119,6 +119,16 @@ class SensorRegistry:
             sensors[address.upper()] = renamed = replace(current, name=name)
         return renamed
 
+    def update_calibration(self, address: str, values: dict[str, Any]) -> RegisteredSensor:
+        """Add ``values`` to a sensor's calibration, keeping what else it holds."""
+        with self._editing() as sensors:
+            current = sensors.get(address.upper())
+            if current is None:
+                raise ConfigError(f"no registered sensor has address {address}")
+            calibration = {**(current.calibration or {}), **values}
+            sensors[address.upper()] = updated = replace(current, calibration=calibration)
+        return updated
+
     @contextlib.contextmanager
     def _editing(self) -> Iterator[dict[str, RegisteredSensor]]:
         sensors = self.load()

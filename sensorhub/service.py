@@ -87,6 +87,7 @@ class _Athlete:
     name: str
     analyzer: AthleteAnalyzer
     roles: dict[str, Role] = field(default_factory=dict)  # address -> analysis role
+    axis_saved: bool = False  # the tilt axis learned in this analysis is in the registry
 
 
 class Service:
@@ -245,6 +246,7 @@ class Service:
         if session is None:
             raise CommandError("no session is running; start one first (start_session)")
         for athlete in list(self._athletes.values()):
+            self._save_tilt_axis(athlete)  # refined since it was first saved
             self._emit(athlete.analyzer.flush())
         self._athletes.clear()
         self.store.end_session(session.id)
@@ -308,7 +310,30 @@ class Service:
                 f"analysis {sensor.athlete}", f"{sensor.label}: analysis failed", trace=True
             )
             return
+        if role == "pelvis" and not athlete.axis_saved:
+            self._save_tilt_axis(athlete)
         self._emit(events, batch.received_at)
+
+    def _save_tilt_axis(self, athlete: _Athlete) -> None:
+        """Keep a newly learned mediolateral axis with the pelvis sensor's calibration.
+
+        A restarted hub, or the next session, then has tilt from its first samples
+        instead of after the first swings (the neutral from pairing is kept beside it;
+        pairing again, e.g. after clipping the sensor on another way, replaces both).
+        """
+        axis = athlete.analyzer.learned_tilt_axis
+        pelvis = next((a for a, role in athlete.roles.items() if role == "pelvis"), None)
+        if axis is None or pelvis is None:
+            return
+        athlete.axis_saved = True
+        try:
+            self.registry.update_calibration(
+                pelvis, {"tilt_axis_sensor": [round(float(v), 5) for v in axis]}
+            )
+        except SensorhubError as exc:
+            log.warning("%s: the learned tilt axis was not saved: %s", athlete.name, exc)
+            return
+        log.info("%s: pelvic tilt axis learned and saved with the pelvis sensor", athlete.name)
 
     def _athlete_for(self, sensor: RegisteredSensor) -> _Athlete:
         """The athlete's analysis; rebuilt (after flushing) when a new sensor joins."""

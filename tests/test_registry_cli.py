@@ -45,6 +45,27 @@ def test_registry_round_trip_and_damage_is_reported(tmp_path: Path) -> None:
         registry.load()
 
 
+def test_a_calibration_update_keeps_what_pairing_stored(tmp_path: Path) -> None:
+    registry = SensorRegistry(tmp_path / "sensors.json")
+    paired = {"neutral_gravity_sensor": [0.1, 0.2, 9.8], "gyro_bias_zeroed": True}
+    registry.put(
+        RegisteredSensor(
+            address="F1:00:00:00:00:02",
+            kind="imu",
+            role="pelvis",
+            athlete="Ada",
+            name="belt",
+            calibration=paired,
+        )
+    )
+    updated = registry.update_calibration("f1:00:00:00:00:02", {"tilt_axis_sensor": [1, 0, 0]})
+    assert updated.calibration == {**paired, "tilt_axis_sensor": [1, 0, 0]}
+    assert registry.get("F1:00:00:00:00:02") == updated
+    assert updated.name == "belt"
+    with pytest.raises(ConfigError, match="no registered sensor"):
+        registry.update_calibration("F1:00:00:00:00:99", {"tilt_axis_sensor": [1, 0, 0]})
+
+
 def test_state_dir_follows_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(ENV_VAR, str(tmp_path / "elsewhere"))
     assert default_state_dir() == tmp_path / "elsewhere"

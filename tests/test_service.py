@@ -20,6 +20,7 @@ from firmware_protocol.virtual.radio import VirtualRadio
 from sensorhub.ble.radio import Radio
 from sensorhub.config import ServiceConfig
 from sensorhub.mqtt.topics import sensor_id
+from sensorhub.registry import SensorRegistry
 from sensorhub.service import Service
 from sensorhub.store import SessionStore
 from tests.mosquitto import Mosquitto
@@ -266,3 +267,63 @@ async def test_broker_outage_mid_session_loses_no_event(tmp_path: Path) -> None:
     assert [s["t_end"] for s in sets] == [s["t_end"] for s in stored_sets]
     assert len(stored) >= 6
     assert len(stored_sets) == 2
+
+
+async def test_a_restarted_hub_has_tilt_at_once_from_the_axis_it_learned(tmp_path: Path) -> None:
+    # A long rest after the first set: the hub restarts in it, with no swing to learn from.
+    scenario = short_scenario(sets=2, reps=3, rest_s=20.0)
+    radio = VirtualRadio()
+    state = tmp_path / "state"
+    registry = SensorRegistry(state / "sensors.json")
+    async with (
+        Mosquitto(tmp_path) as broker,
+        subscriber(broker.port) as sub,
+        Emulator(scenario, seed=5, radio=radio) as emulator,
+    ):
+        config = make_config(tmp_path, broker)
+        pelvis = next(s.firmware.address for s in emulator.sensors if s.body == "pelvis")
+
+        def tilts(session_id: int) -> list[dict[str, Any]]:
+            return [t for t in sub.json_on("/athletes/ada/tilt") if t["session_id"] == session_id]
+
+        def saved() -> dict[str, Any]:
+            sensor = registry.get(pelvis)
+            assert sensor is not None
+            return sensor.calibration or {}
+
+        async with (
+            Radio.on_virtual_radio(radio, state_dir=state) as hub_radio,
+            Service(config, radio=hub_radio) as service,
+        ):
+            for sensor in sorted(emulator.sensors, key=lambda s: s.body != "pelvis"):
+                await service.hub.pair(sensor.firmware.address, role=sensor.body, athlete="Ada")
+            assert "tilt_axis_sensor" not in saved()
+            first = service.start_session().id
+            await sub.wait_for(lambda _: bool(tilts(first)), 60, "tilt in the first session")
+            await until(lambda: "tilt_axis_sensor" in saved(), 5, "the axis in the registry")
+            await sub.wait_for(lambda _: bool(sub.json_on("/athletes/ada/sets")), 60, "set 1")
+        learned = saved()
+
+        # A new hub on the same state directory, during the rest before set 2.
+        async with (
+            Radio.on_virtual_radio(radio, state_dir=state) as hub_radio,
+            Service(config, radio=hub_radio) as service,
+        ):
+            second = service.start_session().id
+            started = asyncio.get_running_loop().time()
+            await sub.wait_for(lambda _: bool(tilts(second)), 20, "tilt after the restart")
+            waited = asyncio.get_running_loop().time() - started
+            reps_before = [
+                r for r in sub.json_on("/athletes/ada/reps") if r["session_id"] == second
+            ]
+            service.stop_session()
+    # Without the saved axis the tilt waits for set 2's swings, over 10 s away.
+    assert waited < 8.0, waited
+    assert reps_before == []
+    assert {"neutral_gravity_sensor", "tilt_axis_sensor"} <= learned.keys()  # pairing's kept
+    axis = learned["tilt_axis_sensor"]
+    assert abs(sum(v * v for v in axis) - 1.0) < 1e-3
+    # The athlete rests between the two sessions: the restarted hub's tilt carries on
+    # from where the first one's ended.
+    before, after = tilts(first)[-1]["tilt_deg"], tilts(second)[0]["tilt_deg"]
+    assert abs(after - before) < 2.0, (before, after)

@@ -194,6 +194,15 @@ class AthleteAnalyzer:
             self.rates["pelvis"], neutral_window=neutral_window, calibration=known
         )
 
+    @property
+    def learned_tilt_axis(self) -> FloatArray | None:
+        """The pelvis's mediolateral axis (3,), sensor frame, learned in this analysis.
+
+        None before it is learned and when it came with ``tilt_calibration``. Stored with
+        the calibration, it gives tilt from the first sample of a later analysis.
+        """
+        return self._tilt.learned_axis if self._tilt is not None else None
+
     # Input ------------------------------------------------------------------------------
 
     def feed_imu(
