@@ -322,6 +322,27 @@ def test_verdict_rule_matches_the_truths(lockout: float, top_range: float, parti
     assert (m.verdict, m.reason) == expected
 
 
+def test_rep_tilt_measures_a_rep_that_crosses_180_degrees_on_the_continuous_angle() -> None:
+    # 170° at the bottom up to -170° (= 190°) at lockout: a 20° rep, not a 340° one.
+    t = np.linspace(0.0, 3.0, 3001)
+    continuous = np.interp(t, [0.0, 0.5, 1.0, 3.0], [170.0, 170.0, 190.0, 190.0])
+    wrapped = 180.0 - (180.0 - continuous) % 360.0
+    assert wrapped.max() - wrapped.min() > 300.0
+    m = rep_tilt(
+        t,
+        wrapped,
+        t_start=0.0,
+        t_end=3.0,
+        concentric_start=0.5,
+        lockout_start=1.0,
+        lockout_end=2.5,
+    )
+    assert m is not None
+    assert m.range_deg == pytest.approx(20.0)
+    assert m.bottom_deg == pytest.approx(170.0)
+    assert m.lockout_deg == pytest.approx(-170.0)
+
+
 def test_rep_tilt_is_none_where_the_tilt_is_unknown() -> None:
     t = np.linspace(0.0, 4.0, 401)
     tilt = np.zeros_like(t)

@@ -627,6 +627,11 @@ def _verdict(
     return "ok", None
 
 
+def _wrap_deg(angle: float) -> float:
+    """The same angle in (-180°, 180°]."""
+    return 180.0 - (180.0 - angle) % 360.0
+
+
 def rep_tilt(
     t: FloatArray,
     tilt_deg: FloatArray,
@@ -664,11 +669,19 @@ def rep_tilt(
     hi = int(np.searchsorted(t, t_end, side="left")) + 1
     if not np.all(np.isfinite(y[lo:hi])):
         return None
+    wrapped = bool(np.any(np.abs(np.diff(y[lo:hi])) > 180.0))
+    if wrapped:
+        # Tilt lives in (-180°, 180°]: a rep that crosses ±180° (a neutral far from the
+        # pose, e.g. never calibrated) is measured on the continuous angle.
+        y = y.copy()
+        y[lo:hi] = np.unwrap(y[lo:hi], period=360.0)
     bottom = float(np.interp(concentric_start, t, y))
     if lockout_end - lockout_start < 0.01:
         lockout = float(np.interp(lockout_start, t, y))
     else:
         lockout = float(np.mean(np.interp(np.linspace(lockout_start, lockout_end, 201), t, y)))
+    if wrapped:
+        bottom, lockout = _wrap_deg(bottom), _wrap_deg(lockout)
     inner = (t > t_start) & (t < t_end)
     span = np.concatenate([np.interp([t_start, t_end], t, y), y[inner]])
     range_deg = float(span.max() - span.min())
