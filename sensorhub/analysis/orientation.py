@@ -84,9 +84,13 @@ class OrientationTracker:
             update(gyro_i, accel_i)
             quaternions.append(quaternion())
             earth.append(acceleration())
-        earth_si = np.array(earth, dtype=np.float64).reshape(n, 3)
+        if n == 0:
+            return np.empty((0, 4)), np.empty((0, 3))
+        # imufusion hands back float32 rows: joined, then widened (exactly), sooner than
+        # np.array works out the shape of a list of arrays.
+        earth_si = np.concatenate(earth).astype(np.float64).reshape(n, 3)
         earth_si *= G
-        return np.array(quaternions, dtype=np.float64).reshape(n, 4), earth_si
+        return np.concatenate(quaternions).astype(np.float64).reshape(n, 4), earth_si
 
 
 def fuse(

@@ -261,7 +261,8 @@ class _SensorOffsets:
         ok = windows(flags, k + 1).all(axis=1)  # still for `before` and `after` around
         acc = np.concatenate([self._accel_tail, accel])
         gyr = np.concatenate([self._gyro_tail, gyro])
-        self._add(acc[:n][ok], gyr[:n][ok])
+        if ok.any():
+            self._add(acc[:n][ok], gyr[:n][ok])
         self._still = flags[-k:]
         self._accel_tail = acc[-self.after :]
         self._gyro_tail = gyr[-self.after :]

@@ -284,7 +284,10 @@ class VerticalVelocityEstimator:
                 count += have
             smoothed = total / count[:, None]
         self._accel_tail = history[len(history) - (k - 1) :] if k > 1 else np.empty((0, 3))
-        feat = np.column_stack([vector_norm(smoothed, axis=1), smoothed, gyro])
+        feat = np.empty((n_new, 7))
+        feat[:, 0] = vector_norm(smoothed, axis=1)
+        feat[:, 1:4] = smoothed
+        feat[:, 4:7] = gyro
         self._feat = np.concatenate([self._feat, feat])
         self._feat_t = np.concatenate([self._feat_t, t])
         self._feat_az = np.concatenate([self._feat_az, earth[:, 2]])
