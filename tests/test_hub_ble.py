@@ -273,7 +273,10 @@ async def test_streamed_packets_are_formatted_for_bumbles_debug_log_only_while_i
 
         return to_text
 
-    monkeypatch.setattr(att.ATT_PDU, "__str__", counting(att.ATT_PDU.__str__))
+    # Notifications and data packets: what streaming is made of (the TIME_SYNC every 5 s
+    # gets a write response, formatted as before).
+    notification = att.ATT_Handle_Value_Notification
+    monkeypatch.setattr(notification, "__str__", counting(notification.__str__))
     monkeypatch.setattr(hci.HCI_AclDataPacket, "__str__", counting(hci.HCI_AclDataPacket.__str__))
     registry = registry_in(tmp_path)
     bar = firmware(athlete_a, "bar")
