@@ -317,9 +317,10 @@ class Service:
     def _save_tilt_axis(self, athlete: _Athlete) -> None:
         """Keep a newly learned mediolateral axis with the pelvis sensor's calibration.
 
-        A restarted hub, or the next session, then has tilt from its first samples
-        instead of after the first swings (the neutral from pairing is kept beside it;
-        pairing again, e.g. after clipping the sensor on another way, replaces both).
+        A restarted hub, or the next session, then has tilt as soon as its orientation
+        filter has settled (3 s) instead of after the first swings (the neutral from
+        pairing is kept beside it; pairing again, e.g. after clipping the sensor on
+        another way, replaces both).
         """
         axis = athlete.analyzer.learned_tilt_axis
         pelvis = next((a for a, role in athlete.roles.items() if role == "pelvis"), None)
