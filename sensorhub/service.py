@@ -87,6 +87,9 @@ class _Athlete:
     name: str
     analyzer: AthleteAnalyzer
     roles: dict[str, Role] = field(default_factory=dict)  # address -> analysis role
+    keeps_axis: bool = False
+    """The analysis runs on the pelvis's neutral from the registry, so a tilt axis it
+    learns belongs beside that neutral (not after a session-measured one)."""
     axis_saved: bool = False  # the tilt axis learned in this analysis is in the registry
 
 
@@ -310,7 +313,7 @@ class Service:
                 f"analysis {sensor.athlete}", f"{sensor.label}: analysis failed", trace=True
             )
             return
-        if role == "pelvis" and not athlete.axis_saved:
+        if role == "pelvis" and athlete.keeps_axis and not athlete.axis_saved:
             self._save_tilt_axis(athlete)
         self._emit(events, batch.received_at)
 
@@ -322,6 +325,8 @@ class Service:
         pairing is kept beside it; pairing again, e.g. after clipping the sensor on
         another way, replaces both).
         """
+        if not athlete.keeps_axis:
+            return
         axis = athlete.analyzer.learned_tilt_axis
         pelvis = next((a for a, role in athlete.roles.items() if role == "pelvis"), None)
         if axis is None or pelvis is None:
@@ -381,7 +386,7 @@ class Service:
             tilt_calibration=calibration,
             live_rate_hz=self.config.live_rate_hz,
         )
-        athlete = _Athlete(sensor.athlete, analyzer, roles)
+        athlete = _Athlete(sensor.athlete, analyzer, roles, keeps_axis=calibration is not None)
         self._athletes[sensor.athlete] = athlete
         return athlete
 
@@ -495,6 +500,7 @@ class Service:
             running.analyzer.recalibrate_tilt((now + 0.5, now + 0.5 + NEUTRAL_HOLD_S))
         except ValueError as exc:
             raise CommandError(str(exc)) from None
+        running.keeps_axis = False  # the registry keeps pairing's neutral, not this one
         return {"athlete": athlete, "hold_s": NEUTRAL_HOLD_S, "starts_in_s": 0.5}
 
 

@@ -327,3 +327,35 @@ async def test_a_restarted_hub_has_tilt_at_once_from_the_axis_it_learned(tmp_pat
     # from where the first one's ended.
     before, after = tilts(first)[-1]["tilt_deg"], tilts(second)[0]["tilt_deg"]
     assert abs(after - before) < 2.0, (before, after)
+
+
+async def test_an_axis_learned_against_a_neutral_measured_in_the_session_is_not_saved(
+    tmp_path: Path,
+) -> None:
+    # Paired without the neutral hold: the session measures the neutral itself, and the
+    # registry has no neutral for an axis to go with (the scale bench pairs this way).
+    radio = VirtualRadio()
+    state = tmp_path / "state"
+    registry = SensorRegistry(state / "sensors.json")
+    async with (
+        Mosquitto(tmp_path) as broker,
+        subscriber(broker.port) as sub,
+        Emulator(short_scenario(sets=1, reps=3), seed=6, radio=radio) as emulator,
+        Radio.on_virtual_radio(radio, state_dir=state) as hub_radio,
+        Service(make_config(tmp_path, broker), radio=hub_radio) as service,
+    ):
+        for sensor in sorted(emulator.sensors, key=lambda s: s.body != "pelvis"):
+            await service.hub.pair(
+                sensor.firmware.address, role=sensor.body, athlete="Ada", calibrate=False
+            )
+        session = service.start_session().id
+        await sub.wait_for(
+            lambda _: any(t["session_id"] == session for t in sub.json_on("/athletes/ada/tilt")),
+            60,
+            "tilt from the neutral measured in the session",
+        )
+        await sub.wait_for(lambda _: bool(sub.json_on("/athletes/ada/reps")), 30, "a rep")
+        service.stop_session()
+        calibrations = [s.calibration for s in registry.load().values()]
+    assert len(calibrations) == 2
+    assert all("tilt_axis_sensor" not in (c or {}) for c in calibrations), calibrations
