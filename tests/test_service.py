@@ -70,6 +70,15 @@ async def until(condition: Callable[[], bool], timeout: float, what: str) -> Non
         raise AssertionError(f"timed out waiting for {what}") from None
 
 
+async def pair_both(service: Service, emulator: Emulator, *, calibrate: bool = True) -> None:
+    """Pair the emulator's sensors to Ada, the pelvis first (its neutral hold opens the
+    scenario)."""
+    for sensor in sorted(emulator.sensors, key=lambda s: s.body != "pelvis"):
+        await service.hub.pair(
+            sensor.firmware.address, role=sensor.body, athlete="Ada", calibrate=calibrate
+        )
+
+
 async def test_a_session_over_mqtt(tmp_path: Path) -> None:
     scenario = short_scenario(sets=2, reps=3)
     radio = VirtualRadio()
@@ -218,8 +227,7 @@ async def test_broker_outage_mid_session_loses_no_event(tmp_path: Path) -> None:
         config = make_config(tmp_path, broker)
         # Back-off short enough that the broker's return is noticed at once, not after 30 s.
         async with Service(config, radio=hub_radio, mqtt_reconnect_delay_s=(0.2, 1.0)) as service:
-            for sensor in sorted(emulator.sensors, key=lambda s: s.body != "pelvis"):
-                await service.hub.pair(sensor.firmware.address, role=sensor.body, athlete="Ada")
+            await pair_both(service, emulator)
             session = service.start_session()
 
             def stored_in_set(index: int) -> int:
@@ -295,8 +303,7 @@ async def test_a_restarted_hub_has_tilt_at_once_from_the_axis_it_learned(tmp_pat
             Radio.on_virtual_radio(radio, state_dir=state) as hub_radio,
             Service(config, radio=hub_radio) as service,
         ):
-            for sensor in sorted(emulator.sensors, key=lambda s: s.body != "pelvis"):
-                await service.hub.pair(sensor.firmware.address, role=sensor.body, athlete="Ada")
+            await pair_both(service, emulator)
             assert "tilt_axis_sensor" not in saved()
             first = service.start_session().id
             await sub.wait_for(lambda _: bool(tilts(first)), 60, "tilt in the first session")
@@ -344,10 +351,7 @@ async def test_an_axis_learned_against_a_neutral_measured_in_the_session_is_not_
         Radio.on_virtual_radio(radio, state_dir=state) as hub_radio,
         Service(make_config(tmp_path, broker), radio=hub_radio) as service,
     ):
-        for sensor in sorted(emulator.sensors, key=lambda s: s.body != "pelvis"):
-            await service.hub.pair(
-                sensor.firmware.address, role=sensor.body, athlete="Ada", calibrate=False
-            )
+        await pair_both(service, emulator, calibrate=False)
         session = service.start_session().id
         await sub.wait_for(
             lambda _: any(t["session_id"] == session for t in sub.json_on("/athletes/ada/tilt")),

@@ -153,12 +153,18 @@ def test_the_scored_cases_contain_every_verdict() -> None:
     assert {"ok", "anterior_tilt", "large_range", None} <= verdicts
 
 
-def test_learned_axis_is_the_pelvis_mediolateral_axis_pointing_right() -> None:
-    rec = recording("preset-hip_thrust-200")
+def learned_calibration(rec: Recording) -> TiltCalibration:
+    """Neutral and axis as a whole recording teaches them (neutral window, then swings)."""
     est = TiltEstimator(rec.fs, neutral_window=rec.window)
     est.update(rec.t, rec.accel, rec.gyro)
     cal = est.calibration
     assert cal is not None
+    return cal
+
+
+def test_learned_axis_is_the_pelvis_mediolateral_axis_pointing_right() -> None:
+    rec = recording("preset-hip_thrust-200")
+    cal = learned_calibration(rec)
     assert cal.axis_sensor is not None
     # Posterior tilt is a rotation about the pelvis's right-pointing axis (-y, y = left).
     truth_axis = quat_rotate(quat_conjugate(rec.mounting), np.array([0.0, -1.0, 0.0]))
@@ -194,10 +200,7 @@ def test_streaming_in_small_batches_equals_the_batch_form() -> None:
 
 def test_stored_calibration_gives_tilt_without_a_neutral_window() -> None:
     rec = recording("preset-hip_thrust-200")
-    first = TiltEstimator(rec.fs, neutral_window=rec.window)
-    first.update(rec.t, rec.accel, rec.gyro)
-    cal = first.calibration
-    assert cal is not None
+    cal = learned_calibration(rec)
     assert cal.axis_sensor is not None
     again = TiltEstimator(rec.fs, calibration=cal)
     assert again.axis_learned
@@ -210,10 +213,7 @@ def test_stored_calibration_gives_tilt_without_a_neutral_window() -> None:
 def test_a_stored_calibration_started_mid_session_withholds_tilt_while_the_ahrs_settles() -> None:
     # A hub restarted mid-session: its AHRS starts level, whatever the pelvis is doing.
     rec = recording("preset-hip_thrust-200")
-    learned = TiltEstimator(rec.fs, neutral_window=rec.window)
-    learned.update(rec.t, rec.accel, rec.gyro)
-    cal = learned.calibration
-    assert cal is not None
+    cal = learned_calibration(rec)
     truth = rec.traj.tilt_deg(rec.t)
     reps = rec.traj.truth.reps
     settle = round(3.0 * rec.fs)
