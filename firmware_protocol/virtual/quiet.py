@@ -2,8 +2,8 @@
 
 Bumble writes every HCI packet and every ATT PDU it receives into a string for its debug
 log, whether that log is on or not (an f-string is built before ``logger.debug`` looks at
-the level). On a link streaming notifications that is every packet: about 4 % of a
-hub's profile at 40 sensors, and more of a virtual sensor's. These classes take the data
+the level). On a link streaming notifications that is every packet: a visible slice of
+a hub's profile at 40 sensors, and more of a virtual sensor's. These classes take the data
 packets and notifications straight to Bumble's own handlers unless the log that would
 show them is on (or a snooper records the HCI traffic); everything else goes through
 Bumble unchanged. Shared by the virtual sensors and the hub's Bumble backend.
