@@ -247,6 +247,39 @@ async def test_live_topics_are_rate_limited_latest_wins(broker: Mosquitto, tmp_p
         await seen.wait_for(lambda _m: seen.on(f"{ANN}/state")[-1].json()["tilt_deg"] == 99.0)
 
 
+async def test_a_live_value_a_little_early_is_not_held_back_a_whole_interval(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    """The analysis spaces live values by sample time; the radio's jitter must not add to it.
+
+    Two values 60 ms apart (hub time) after a quiet spell both go at once; a steady flood
+    still gets no more than the rate allows, plus one.
+    """
+    async with (
+        subscribe(broker.port, f"{ANN}/tilt") as seen,
+        publisher(broker, tmp_path, discovery_prefix=None, live_rate_hz=10.0) as hub,
+    ):
+        await until(lambda: hub.connected)
+        hub.publish_record(tilt("Ann", 0.0, 1.0))
+        await seen.wait_for(lambda m: len(m) == 1)
+        await asyncio.sleep(0.06)
+        put = asyncio.get_running_loop().time()
+        hub.publish_record(tilt("Ann", 0.1, 2.0))
+        await seen.wait_for(lambda m: len(m) == 2)
+        waited = asyncio.get_running_loop().time() - put
+        # Held to the old once-per-interval slot it would arrive 40 ms later.
+        assert waited < 0.03, f"the second value waited {waited * 1e3:.0f} ms"
+
+        start = asyncio.get_running_loop().time()
+        for i in range(60):
+            hub.publish_record(tilt("Ann", 1.0 + i / 100, float(i)))
+            await asyncio.sleep(0.01)
+        await seen.wait_for(lambda m: m[-1].json()["tilt_deg"] == 59.0)
+        elapsed = asyncio.get_running_loop().time() - start
+        flood = len(seen.on(f"{ANN}/tilt")) - 2
+        assert flood <= elapsed * 10.0 + 2, (flood, elapsed)
+
+
 async def test_sensor_status_without_floods_and_forget(broker: Mosquitto, tmp_path: Path) -> None:
     async with (
         subscribe(broker.port, SENSOR_TOPIC) as seen,

@@ -9,7 +9,7 @@ What happens to a record depends on what it is worth:
 * retained state (hub status, sensor status, athlete state, Home Assistant configs)
   keeps only its latest value per topic and is sent again on every connect;
 * live tilt and velocity keep only their latest value per topic and go out with QoS 0 at
-  most ``live_rate_hz`` times a second; stale values are dropped, and counted.
+  most ``live_rate_hz`` times a second on average; stale values are dropped, and counted.
 
 aiomqtt does not reconnect by itself, so one background task keeps a connection up,
 retrying with exponential backoff and jitter. The broker's last will for us is the
@@ -582,7 +582,7 @@ class MqttPublisher:
                 await asyncio.wait_for(self._retained_ready.wait(), timeout=wait)
 
     async def _send_live(self, client: aiomqtt.Client) -> None:
-        """Publish the latest live value per topic, at most once per live interval."""
+        """Publish the latest live value per topic, at most one per live interval on average."""
         while True:
             self._live_ready.clear()
             now = time.monotonic()
@@ -598,7 +598,11 @@ class MqttPublisher:
                     wait = due - now if wait is None else min(wait, due - now)
                     continue
                 del self._live[topic]
-                self._live_next[topic] = now + self._interval_s
+                # The next slot is an interval after this one's, not after now: the analysis
+                # already spaces live values by sample time, and a value the radio's jitter
+                # brings early is not held back a whole interval. Over any stretch of time a
+                # topic sends at most one message more than live_rate_hz allows.
+                self._live_next[topic] = max(due + self._interval_s, now)
                 due_now.append((topic, payload))
             # Several at once: the client writes what is queued in one go instead of one
             # socket wake-up per message (a third less CPU a message with many athletes).
