@@ -236,6 +236,32 @@ def test_a_stored_calibration_started_mid_session_withholds_tilt_while_the_ahrs_
         assert float(np.max(np.abs(after - truth[i + settle : i + settle + len(after)]))) < 1.0
 
 
+def test_a_session_on_the_pairing_calibration_learns_the_axis_in_its_first_rep() -> None:
+    # A session started just before the first set, on the neutral pairing measured: the
+    # AHRS settling from level must not count as a swing, or the axis waits a whole set.
+    rec = recording("preset-hip_thrust-200")
+    hold = (rec.t >= 0.5) & (rec.t <= rec.window[1] - 0.5)
+    cal = TiltCalibration.from_gravity(rec.accel[hold].mean(axis=0))
+    reps = rec.traj.truth.reps
+    i = int(np.searchsorted(rec.t, reps[0].t_start - 2.0))
+    streamed = TiltEstimator(rec.fs, calibration=cal)
+    tilt = np.concatenate(
+        [
+            streamed.update(rec.t[j : j + 19], rec.accel[j : j + 19], rec.gyro[j : j + 19])
+            for j in range(i, len(rec.t), 19)
+        ]
+    )
+    t = rec.t[i:]
+    first = float(t[np.flatnonzero(np.isfinite(tilt))[0]])
+    assert first < reps[0].t_end, f"tilt known from {first:.2f} s; rep 1 ends {reps[0].t_end:.2f}"
+    later = np.zeros(len(t), dtype=bool)
+    for r in reps[1:]:
+        later |= (t >= r.t_start) & (t <= r.t_end)
+    assert not np.any(np.isnan(tilt[later]))
+    err = tilt[later] - rec.traj.tilt_deg(t[later])
+    assert float(np.sqrt(np.mean(err**2))) <= RMSE_BOUND_DEG
+
+
 def test_calibration_from_the_gravity_measured_at_pairing() -> None:
     # Pairing records only the accelerometer's mean over a neutral hold; the axis is then
     # learned from the reps, as with a neutral window.

@@ -317,7 +317,8 @@ class TiltEstimator:
     known from the window's end. With only a stored calibration there is nothing to
     prime the AHRS with: it starts level and settles within its initialisation period, so
     the first :data:`_PRIME_S` of samples come out NaN (tens of degrees wrong otherwise)
-    and tilt is known from then on.
+    and do not count as swings for learning the axis; with a stored axis tilt is known
+    from then on.
 
     Besides the AHRS the estimator tracks the gyroscope and accelerometer offsets from
     still poses and re-solves them once per second of samples (at sample counts, so the
@@ -527,6 +528,12 @@ class TiltEstimator:
         sin = vector_norm(dev, axis=1)
         angle = np.arctan2(sin, cos)
         use = (angle >= _LEARN_MIN_RAD) & (angle <= _LEARN_MAX_RAD)
+        settling = self._settling - self._count
+        if settling > 0:
+            # The AHRS converging from level sweeps u through the learning band along no
+            # swing of the pelvis: those samples would keep the scatter from looking planar
+            # through a whole set.
+            use[:settling] = False
         w = np.where(use, 1.0 / np.maximum(sin, 1e-12), 0.0)
         dev = dev * use[:, None]
         n = len(u)
