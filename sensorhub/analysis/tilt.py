@@ -107,7 +107,7 @@ LEARN_MIN_S: Final = 0.5
 _LEARN_MIN_RAD: Final = math.radians(10.0)
 _LEARN_MAX_RAD: Final = math.radians(60.0)
 _PLANARITY_MAX: Final = 0.02  # second over first eigenvalue of the swing scatter
-_PRIME_S: Final = 3.0  # AHRS initialisation period, spent on the neutral mean
+_PRIME_S: Final = 3.0  # AHRS initialisation period, spent on a still pose's mean
 _STILL_RATE: Final = 0.05  # rad/s (~3 °/s): below it the pelvis counts as still
 _STILL_ACCEL: Final = 1.0  # m/s²: a still sample reads g within this
 _STILL_BEFORE_S: Final = 0.3
@@ -314,11 +314,12 @@ class TiltEstimator:
     instead of learning a new one). Samples up to the window's end come out NaN (the
     window's are kept to measure the neutral once it has passed), as does every sample
     before the mediolateral axis is learned (module docstring); with a stored axis tilt is
-    known from the window's end. With only a stored calibration there is nothing to
-    prime the AHRS with: it starts level and settles within its initialisation period, so
-    the first :data:`_PRIME_S` of samples come out NaN (tens of degrees wrong otherwise)
-    and do not count as swings for learning the axis; with a stored axis tilt is known
-    from then on.
+    known from the window's end. With only a stored calibration the AHRS is primed on the
+    first still pose instead (:data:`_STILL_BEFORE_S` + :data:`_STILL_AFTER_S` of samples
+    that pass the offsets' stillness test): samples up to it come out NaN, and with a
+    stored axis tilt is known from then on. An AHRS left to settle from level while the
+    pelvis moves ends its initialisation some degrees off, and its acceleration
+    rejection then keeps it there through a whole set.
 
     Besides the AHRS the estimator tracks the gyroscope and accelerometer offsets from
     still poses and re-solves them once per second of samples (at sample counts, so the
@@ -354,7 +355,9 @@ class TiltEstimator:
         self._block = max(1, round(_OFFSET_UPDATE_S * self._fs))
         self._axis_block = max(1, round(_AXIS_UPDATE_S * self._fs))
         self._count = 0  # samples fused since the window's end
-        self._settling = 0  # samples from the start whose tilt is withheld (NaN)
+        # Stored calibration only, before the AHRS starts: the still samples just seen.
+        self._still_run: list[tuple[FloatArray, FloatArray]] = []
+        self._still_len = 0
         self._neutral: FloatArray | None = None  # as the AHRS reported it
         self._neutral_accel: FloatArray | None = None  # mean raw accel over the window
         self._up_n: FloatArray | None = None
@@ -367,8 +370,6 @@ class TiltEstimator:
             self._neutral = np.asarray(calibration.neutral, dtype=np.float64)
             if calibration.axis_sensor is not None:
                 self._fixed_axis = np.asarray(calibration.axis_sensor, dtype=np.float64)
-            if neutral_window is None:
-                self._start(None)
 
     @property
     def calibration(self) -> TiltCalibration | None:
@@ -419,6 +420,8 @@ class TiltEstimator:
         if (t[1:] <= t[:-1]).any() or t[0] <= self._last_t:
             raise ValueError("sample times must increase strictly within and across batches")
         self._last_t = float(t[-1])
+        if self._tracker is None and self._window is None:
+            return self._await_still(accel, gyro, out)
         if self._tracker is None:
             assert self._window is not None
             t0, t1 = self._window
@@ -438,34 +441,68 @@ class TiltEstimator:
 
     # -- internals -------------------------------------------------------------------------
 
-    def _start(self, window: tuple[FloatArray, FloatArray] | None) -> None:
-        """Measure the neutral (if a window is given), prime the AHRS and start fusing."""
-        self._tracker = OrientationTracker(self._fs, self._settings)
-        if window is None:
-            assert self._neutral is not None
-            self._up_n = _up_in_sensor(self._neutral)
-            self._settling = round(_PRIME_S * self._fs)
-        else:
-            wa, wg = window
-            need = max(_MIN_WINDOW_SAMPLES, 2 * self._offsets.after)
-            if len(wa) < need:
-                raise NeutralWindowError(
-                    f"neutral window {self._window!r} holds {len(wa)} samples; need {need}"
-                )
-            self._neutral_accel = wa.mean(axis=0)
-            self._offsets.start_still(wa, wg)
-            self._offsets.gyro = wg.mean(axis=0)
-            prime = round(_PRIME_S * self._fs)
-            self._tracker.update(
-                np.broadcast_to(self._neutral_accel, (prime, 3)), np.zeros((prime, 3))
+    def _start(self, window: tuple[FloatArray, FloatArray]) -> None:
+        """Measure the neutral on the window's samples, prime the AHRS and start fusing."""
+        wa, wg = window
+        need = max(_MIN_WINDOW_SAMPLES, 2 * self._offsets.after)
+        if len(wa) < need:
+            raise NeutralWindowError(
+                f"neutral window {self._window!r} holds {len(wa)} samples; need {need}"
             )
-            q, _ = self._tracker.update(wa, wg - self._offsets.gyro)
-            q = q * np.where(q @ q[0] < 0, -1.0, 1.0)[:, None]
-            q_n = q.mean(axis=0)
-            self._neutral = q_n / np.linalg.norm(q_n)
-            self._up_n = _up_in_sensor(self._neutral)
-            self._offsets.solve()
+        self._neutral_accel = wa.mean(axis=0)
+        q = self._prime(wa, wg)
+        q = q * np.where(q @ q[0] < 0, -1.0, 1.0)[:, None]
+        q_n = q.mean(axis=0)
+        self._neutral = q_n / np.linalg.norm(q_n)
+        self._up_n = _up_in_sensor(self._neutral)
+        self._offsets.solve()
         self._refresh_neutral()
+
+    def _prime(self, wa: FloatArray, wg: FloatArray) -> FloatArray:
+        """Start the AHRS on still samples: levelled on their mean, then fused; their q."""
+        self._tracker = OrientationTracker(self._fs, self._settings)
+        self._offsets.start_still(wa, wg)
+        self._offsets.gyro = wg.mean(axis=0)
+        prime = round(_PRIME_S * self._fs)
+        self._tracker.update(np.broadcast_to(wa.mean(axis=0), (prime, 3)), np.zeros((prime, 3)))
+        q, _ = self._tracker.update(wa, wg - self._offsets.gyro)
+        return q
+
+    def _await_still(self, accel: FloatArray, gyro: FloatArray, out: FloatArray) -> FloatArray:
+        """Stored calibration, not yet started: prime the AHRS once the pelvis holds still.
+
+        The run of still samples is counted across batches, so the AHRS starts at the same
+        sample whatever the batching; the samples up to it stay NaN in ``out``.
+        """
+        off = self._offsets
+        need = off.before + off.after
+        still = (vector_norm(gyro, axis=1) < _STILL_RATE) & (
+            np.abs(vector_norm(accel, axis=1) - G) < _STILL_ACCEL
+        )
+        idx = np.arange(1, len(still) + 1)
+        last_moving = np.maximum.accumulate(np.where(still, 0, idx))
+        runs = idx - last_moving + np.where(last_moving == 0, self._still_len, 0)
+        reached = np.flatnonzero(runs >= need)
+        if len(reached) == 0:
+            self._still_len = int(runs[-1])
+            keep = min(self._still_len, len(still))
+            if keep < len(still):
+                self._still_run = []
+            if keep:
+                tail = slice(len(still) - keep, None)
+                self._still_run.append((accel[tail].copy(), gyro[tail].copy()))
+            return out
+        k = int(reached[0]) + 1  # samples of this batch up to the run's completion
+        wa = np.concatenate([a for a, _ in self._still_run] + [accel[:k]])[-need:]
+        wg = np.concatenate([g for _, g in self._still_run] + [gyro[:k]])[-need:]
+        self._still_run = []
+        assert self._neutral is not None
+        self._prime(wa, wg)
+        self._up_n = _up_in_sensor(self._neutral)
+        self._offsets.solve()
+        self._refresh_neutral()
+        out[k:] = self._process(accel[k:], gyro[k:])
+        return out
 
     def _refresh_neutral(self) -> None:
         """Re-derive the neutral vertical (and a stored axis) after the offsets moved."""
@@ -481,7 +518,6 @@ class TiltEstimator:
     def _process(self, accel: FloatArray, gyro: FloatArray) -> FloatArray:
         """Fuse samples in blocks that end where the offsets are re-solved."""
         out = np.empty(len(accel))
-        settling = self._settling - self._count
         i = 0
         while i < len(accel):
             step = min(len(accel) - i, self._block - self._count % self._block)
@@ -491,8 +527,6 @@ class TiltEstimator:
             if self._count % self._block == 0:
                 self._offsets.solve()
                 self._refresh_neutral()
-        if settling > 0:
-            out[:settling] = np.nan
         return out
 
     def _fuse(self, accel: FloatArray, gyro: FloatArray) -> FloatArray:
@@ -528,12 +562,6 @@ class TiltEstimator:
         sin = vector_norm(dev, axis=1)
         angle = np.arctan2(sin, cos)
         use = (angle >= _LEARN_MIN_RAD) & (angle <= _LEARN_MAX_RAD)
-        settling = self._settling - self._count
-        if settling > 0:
-            # The AHRS converging from level sweeps u through the learning band along no
-            # swing of the pelvis: those samples would keep the scatter from looking planar
-            # through a whole set.
-            use[:settling] = False
         w = np.where(use, 1.0 / np.maximum(sin, 1e-12), 0.0)
         dev = dev * use[:, None]
         n = len(u)
