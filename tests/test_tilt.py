@@ -279,12 +279,14 @@ def test_a_session_on_the_pairing_calibration_learns_the_axis_in_its_first_rep()
     assert float(np.sqrt(np.mean(err**2))) <= RMSE_BOUND_DEG
 
 
-def test_calibration_from_the_gravity_measured_at_pairing() -> None:
-    # Pairing records only the accelerometer's mean over a neutral hold; the axis is then
-    # learned from the reps, as with a neutral window.
-    rec = recording("preset-hip_thrust-200")
+@pytest.mark.parametrize("case", list(CASES))
+def test_calibration_from_the_gravity_measured_at_pairing(case: str) -> None:
+    # Pairing records only the accelerometer's mean over a neutral hold, its zero-g offset
+    # included (taken out as the offsets are learned: 1.74° RMSE with it left in, for the
+    # 400 Hz bodyweight recording); the axis is then learned from the reps.
+    rec = recording(case)
     hold = (rec.t >= rec.window[0]) & (rec.t <= rec.window[1])
-    cal = TiltCalibration.from_gravity(rec.accel[hold].mean(axis=0))
+    cal = pairing_calibration(rec)
     assert cal.axis_sensor is None
     assert float(cal.up_sensor @ rec.accel[hold].mean(axis=0)) > 9.0
     tilt = TiltEstimator(rec.fs, calibration=cal).update(rec.t, rec.accel, rec.gyro)
@@ -292,6 +294,9 @@ def test_calibration_from_the_gravity_measured_at_pairing() -> None:
     assert mask.sum() > 0.5 * rep_windows(rec).sum()
     err = tilt[mask] - rec.traj.tilt_deg(rec.t[mask])
     assert float(np.sqrt(np.mean(err**2))) <= RMSE_BOUND_DEG
+
+
+def test_a_calibration_of_no_gravity_is_refused() -> None:
     with pytest.raises(ValueError, match="non-zero 3-vector"):
         TiltCalibration.from_gravity([0.0, 0.0, 0.0])
 

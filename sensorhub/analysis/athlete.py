@@ -199,8 +199,8 @@ class AthleteAnalyzer:
         """The pelvis's mediolateral axis (3,), sensor frame, learned in this analysis.
 
         None before it is learned and when it came with ``tilt_calibration``. Stored with
-        the calibration, it gives a later analysis tilt from its start (after the AHRS
-        has settled) instead of after the first swings.
+        the calibration, it gives a later analysis tilt from its start (from the pelvis's
+        first still pose) instead of after the first swings.
         """
         return self._tilt.learned_axis if self._tilt is not None else None
 

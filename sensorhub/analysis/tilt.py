@@ -140,10 +140,15 @@ class TiltCalibration:
     pose; only its vertical matters, so the AHRS's arbitrary heading is harmless.
     ``axis_sensor`` (3,) is the unit mediolateral axis in the sensor frame, signed so that
     a positive rotation about it is posterior tilt; ``None`` until learned.
+    ``as_measured``: the neutral is the accelerometer's reading as it was measured, its
+    zero-g offset included (pairing's, by :meth:`from_gravity`); the estimator then
+    takes out the offset it learns, as it does for a neutral window's mean. False for a
+    neutral already corrected (the estimator's own :attr:`TiltEstimator.calibration`).
     """
 
     neutral: FloatArray
     axis_sensor: FloatArray | None
+    as_measured: bool = False
 
     def __post_init__(self) -> None:
         q = np.asarray(self.neutral, dtype=np.float64)
@@ -177,7 +182,7 @@ class TiltCalibration:
         if np.linalg.norm(q) < 1e-9:  # upside down: any half-turn about a horizontal axis
             q = np.array([0.0, 1.0, 0.0, 0.0])
         axis = None if axis_sensor is None else np.asarray(axis_sensor, dtype=np.float64)
-        return cls(q / np.linalg.norm(q), axis)
+        return cls(q / np.linalg.norm(q), axis, as_measured=True)
 
     @property
     def up_sensor(self) -> FloatArray:
@@ -359,7 +364,7 @@ class TiltEstimator:
         self._still_run: list[tuple[FloatArray, FloatArray]] = []
         self._still_len = 0
         self._neutral: FloatArray | None = None  # as the AHRS reported it
-        self._neutral_accel: FloatArray | None = None  # mean raw accel over the window
+        self._neutral_accel: FloatArray | None = None  # raw accel in neutral (window mean)
         self._up_n: FloatArray | None = None
         self._fixed_axis: FloatArray | None = None
         self._axis: FloatArray | None = None
@@ -370,6 +375,9 @@ class TiltEstimator:
             self._neutral = np.asarray(calibration.neutral, dtype=np.float64)
             if calibration.axis_sensor is not None:
                 self._fixed_axis = np.asarray(calibration.axis_sensor, dtype=np.float64)
+            if calibration.as_measured and neutral_window is None:
+                # Tens of mg of offset tilt the measured vertical by a degree or two.
+                self._neutral_accel = G * calibration.up_sensor
 
     @property
     def calibration(self) -> TiltCalibration | None:
