@@ -7,11 +7,11 @@ bar-velocity sensor), quantised as the firmware sends them, and fed to the strea
 analysis in batches of a BLE frame's size. The figures compare its output with the
 ground truth. The seeds are the evaluation's own, never the tests'.
 
-Tilt needs the neutral pose. By default the analysis measures it on the scenario's
-opening bridge (a neutral window, as ``sensorhub analyze`` does). ``calibration =
-"pairing"`` takes the path of a live session instead: the neutral is what pairing
-stores (gravity over the bridge), and the session starts at a random moment between
-the bridge's end and the first rep, with no neutral window.
+By default the analysis sees each recording from its start, the opening bridge
+included, and tilt measures the neutral pose on that bridge (a neutral window, as
+``sensorhub analyze`` does). ``live=True`` takes the path of a live session instead:
+the session starts at a random moment between the bridge's end and the first rep, and
+the pelvis's neutral is what pairing stored (gravity over the bridge).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -40,8 +40,6 @@ EVALUATION_SEED: Final = 7_300_001
 ACCEL_RANGE_G: Final = 16
 GYRO_RANGE_DPS: Final = 2000
 FRAME_SAMPLES: Final = 10
-Calibration = Literal["window", "pairing"]
-CALIBRATIONS: Final[tuple[Calibration, ...]] = ("window", "pairing")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,12 +79,8 @@ def _imu(
     return accel_si, gyro_si
 
 
-def score_item(
-    item: CorpusItem, rate_hz: float = 200.0, calibration: Calibration = "window"
-) -> ExerciseScore:
+def score_item(item: CorpusItem, rate_hz: float = 200.0, live: bool = False) -> ExerciseScore:
     """Play one scenario through the models and the analysis; return its score."""
-    if calibration not in CALIBRATIONS:
-        raise ValueError(f"calibration = {calibration!r}: use one of {', '.join(CALIBRATIONS)}")
     trajectory = Trajectory.from_scenario(item.scenario, item.seed)
     rng = np.random.default_rng([item.seed, 99])
     t = np.arange(0.0, trajectory.duration_s, 1.0 / rate_hz)
@@ -97,14 +91,15 @@ def score_item(
     neutral = (0.0, bridge) if "pelvis" in streams else None
     stored: TiltCalibration | None = None
     begin = 0
-    if calibration == "pairing" and "pelvis" in streams:
-        hold = (t >= 0.5) & (t <= bridge - 0.5)
-        stored = TiltCalibration.from_gravity(streams["pelvis"][0][hold].mean(axis=0))
-        neutral = None
+    if live:
         reps = trajectory.truth.reps
         first = reps[0].t_start if reps else trajectory.duration_s
         session = np.random.default_rng([item.seed, 7])  # the streams' draws stay the same
         begin = int(np.searchsorted(t, session.uniform(bridge, max(bridge, first - 0.5))))
+    if live and "pelvis" in streams:
+        hold = (t >= 0.5) & (t <= bridge - 0.5)
+        stored = TiltCalibration.from_gravity(streams["pelvis"][0][hold].mean(axis=0))
+        neutral = None
     analyzer = AthleteAnalyzer(
         "eval",
         item.exercise,
@@ -178,17 +173,15 @@ def evaluate(
     *,
     seed: int = EVALUATION_SEED,
     rate_hz: float = 200.0,
-    calibration: Calibration = "window",
+    live: bool = False,
     workers: int = 2,
     progress: Callable[[str], None] = lambda _line: None,
 ) -> dict[str, Any]:
     """Run the whole evaluation; return the figures keyed by exercise."""
-    if calibration not in CALIBRATIONS:
-        raise ValueError(f"calibration = {calibration!r}: use one of {', '.join(CALIBRATIONS)}")
     items = corpus(sets_per_exercise, seed)
     started = time.monotonic()
     by_exercise: dict[str, list[ExerciseScore]] = {exercise: [] for exercise in EXERCISES}
-    scored = zip(items, _scores(items, rate_hz, calibration, workers), strict=True)
+    scored = zip(items, _scores(items, rate_hz, live, workers), strict=True)
     for done, (item, score) in enumerate(scored, start=1):
         by_exercise[item.exercise].append(score)
         progress(f"[{done}/{len(items)}] {item.exercise} ({len(item.scenario.sets)} sets)")
@@ -199,7 +192,7 @@ def evaluate(
         "seed": seed,
         "sets_per_exercise": sets_per_exercise,
         "rate_hz": rate_hz,
-        "calibration": calibration,
+        "live": live,
         "scenarios": len(items),
         "seconds": round(time.monotonic() - started, 1),
     }
@@ -207,13 +200,13 @@ def evaluate(
 
 
 def _scores(
-    items: list[CorpusItem], rate_hz: float, calibration: Calibration, workers: int
+    items: list[CorpusItem], rate_hz: float, live: bool, workers: int
 ) -> Iterator[ExerciseScore]:
     if workers <= 1:
-        yield from (score_item(item, rate_hz, calibration) for item in items)
+        yield from (score_item(item, rate_hz, live) for item in items)
         return
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        yield from pool.map(score_item, items, [rate_hz] * len(items), [calibration] * len(items))
+        yield from pool.map(score_item, items, [rate_hz] * len(items), [live] * len(items))
 
 
 TARGETS: Final = {

@@ -47,11 +47,11 @@ def add_parsers(commands: Any) -> None:
     evaluate_parser.add_argument("--seed", type=int)  # default: EVALUATION_SEED, in run_evaluate
     evaluate_parser.add_argument("--rate", type=float, default=200.0, help="IMU rate, Hz")
     evaluate_parser.add_argument(
-        "--calibration",
-        choices=("window", "pairing"),
-        default="window",
-        help="tilt's neutral: measured on the opening bridge (default), or what pairing "
-        "stores, the session starting at a random moment before the first rep (as live)",
+        "--live",
+        action="store_true",
+        help="as a live session: started at a random moment before the first rep, the "
+        "pelvis on the neutral pairing stored (default: from the recording's start, "
+        "tilt's neutral measured on its opening bridge)",
     )
     evaluate_parser.add_argument("--workers", type=int, default=2, help="processes (default 2)")
     evaluate_parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -169,7 +169,7 @@ async def run_evaluate(args: argparse.Namespace) -> int:
         args.sets,
         seed=EVALUATION_SEED if args.seed is None else args.seed,
         rate_hz=args.rate,
-        calibration=args.calibration,
+        live=args.live,
         workers=args.workers,
         progress=lambda line: print(line, file=sys.stderr, flush=True),
     )
