@@ -11,6 +11,7 @@ import pytest
 from firmware_protocol.virtual.imu_model import ImuSimulator, random_mounting
 from firmware_protocol.virtual.motion import Trajectory
 from firmware_protocol.virtual.scenario import Scenario
+from sensorhub.analysis.evaluate import corpus, score_item
 from sensorhub.analysis.velocity import (
     RestSettings,
     VerticalMotion,
@@ -141,6 +142,23 @@ def test_a_lift_with_an_accelerometer_offset_is_recovered_exactly_enough() -> No
     assert m.at_rest[t > 3.0].mean() > 0.9
     assert not m.at_rest[(t > 2.02) & (t < 2.78)].any()
     assert np.allclose(m.position[:10], z[:10], atol=1e-9)
+
+
+@pytest.mark.parametrize("index", [5, 7])
+def test_a_session_started_in_the_rest_before_the_first_rep_measures_it_right(
+    index: int,
+) -> None:
+    # A live session starts whenever it is started. The AHRS left to its initialisation
+    # (3 s) over the first rep ended tenths of a m/s² off in the vertical: the first rep's
+    # MCV came out 0.19 and 0.25 m/s low in these two scenarios; levelled on the first
+    # still moment it is measured as well as from the recording's start.
+    item = corpus(10, seed=1)[index]
+    assert item.exercise == "bodyweight_hip_thrust"
+    live = np.abs(score_item(item, 200.0, live=True).mcv_errors)
+    whole = np.abs(score_item(item, 200.0).mcv_errors)
+    assert len(live) == len(whole)
+    assert live.max() < 0.05, live[:3]
+    assert live[0] < whole[0] + 0.01
 
 
 def test_transducer_samples_pass_through() -> None:

@@ -18,6 +18,8 @@ import numpy as np
 import numpy.typing as npt
 
 G: Final = 9.80665
+PRIME_S: Final = 3.0
+"""Fusion's initialisation period, s: what :meth:`OrientationTracker.prime` spends."""
 FloatArray = npt.NDArray[np.float64]
 
 
@@ -59,6 +61,15 @@ class OrientationTracker:
         )
         self._ahrs.set_sample_period(1.0 / self.sample_rate_hz)
 
+    def prime(self, accel: FloatArray) -> None:
+        """Spend the AHRS's initialisation on a still pose: ``accel`` (3,) its mean, m/s².
+
+        Fusion starts level and converges over its first seconds at a high gain without
+        acceleration rejection; fed the still pose for that long it ends levelled on it.
+        """
+        samples = round(PRIME_S * self.sample_rate_hz)
+        self.update(np.broadcast_to(accel, (samples, 3)), np.zeros((samples, 3)))
+
     def update(self, accel: FloatArray, gyro: FloatArray) -> tuple[FloatArray, FloatArray]:
         """Fuse a batch of samples (n, 3) m/s² and rad/s in the sensor frame.
 
@@ -91,6 +102,53 @@ class OrientationTracker:
         earth_si = np.concatenate(earth).astype(np.float64).reshape(n, 3)
         earth_si *= G
         return np.concatenate(quaternions).astype(np.float64).reshape(n, 4), earth_si
+
+
+STILL_RATE_RAD_S: Final = 0.05
+"""Below this angular rate (~3 °/s) a sensor counts as still."""
+STILL_ACCEL_M_S2: Final = 1.0
+"""A still sensor reads |a| within this of g."""
+
+
+class StillRun:
+    """Where a sensor first holds still: ``length`` consecutive samples whose angular rate
+    is under :data:`STILL_RATE_RAD_S` and whose |a| is within :data:`STILL_ACCEL_M_S2`
+    of g.
+
+    An AHRS left to its initialisation period (Fusion's first 3 s, at a high gain and
+    without acceleration rejection) while the sensor moves ends it degrees off, and the
+    rejection then keeps it there until a long rest; levelled on a still run it starts
+    right. Feed consecutive batches: the run is counted across them, so it completes at
+    the same sample whatever the batching.
+    """
+
+    def __init__(self, length: int) -> None:
+        if length < 1:
+            raise ValueError(f"length = {length}: a run is at least one sample")
+        self.length = length
+        self.run = 0
+        """Still samples at the end of what was fed, while the run is not complete."""
+
+    def feed(self, accel: FloatArray, gyro: FloatArray) -> int | None:
+        """Take samples (n, 3) m/s², rad/s; how many of them complete the run, or None.
+
+        On None the last ``min(run, n)`` samples are the run in progress (earlier ones
+        too when ``run`` > n).
+        """
+        still = (vector_norm(gyro, axis=1) < STILL_RATE_RAD_S) & (
+            np.abs(vector_norm(accel, axis=1) - G) < STILL_ACCEL_M_S2
+        )
+        if len(still) == 0:
+            return None
+        idx = np.arange(1, len(still) + 1)
+        last_moving = np.maximum.accumulate(np.where(still, 0, idx))
+        runs = idx - last_moving + np.where(last_moving == 0, self.run, 0)
+        reached = np.flatnonzero(runs >= self.length)
+        if len(reached):
+            self.run = 0
+            return int(reached[0]) + 1
+        self.run = int(runs[-1])
+        return None
 
 
 def fuse(

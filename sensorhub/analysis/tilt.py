@@ -71,10 +71,13 @@ import numpy as np
 import numpy.typing as npt
 
 from sensorhub.analysis.orientation import (
+    STILL_ACCEL_M_S2,
+    STILL_RATE_RAD_S,
     FloatArray,
     FusionSettings,
     G,
     OrientationTracker,
+    StillRun,
     cross,
     quat_multiply,
     vector_norm,
@@ -107,9 +110,8 @@ LEARN_MIN_S: Final = 0.5
 _LEARN_MIN_RAD: Final = math.radians(10.0)
 _LEARN_MAX_RAD: Final = math.radians(60.0)
 _PLANARITY_MAX: Final = 0.02  # second over first eigenvalue of the swing scatter
-_PRIME_S: Final = 3.0  # AHRS initialisation period, spent on a still pose's mean
-_STILL_RATE: Final = 0.05  # rad/s (~3 °/s): below it the pelvis counts as still
-_STILL_ACCEL: Final = 1.0  # m/s²: a still sample reads g within this
+_STILL_RATE: Final = STILL_RATE_RAD_S
+_STILL_ACCEL: Final = STILL_ACCEL_M_S2
 _STILL_BEFORE_S: Final = 0.3
 _STILL_AFTER_S: Final = 0.1
 _ACCEL_PRIOR_S: Final = 0.0625  # weight of the zero-offset prior, in seconds of still pose
@@ -360,9 +362,9 @@ class TiltEstimator:
         self._block = max(1, round(_OFFSET_UPDATE_S * self._fs))
         self._axis_block = max(1, round(_AXIS_UPDATE_S * self._fs))
         self._count = 0  # samples fused since the window's end
-        # Stored calibration only, before the AHRS starts: the still samples just seen.
+        # Stored calibration only, before the AHRS starts: the still run in progress.
+        self._still = StillRun(self._offsets.before + self._offsets.after)
         self._still_run: list[tuple[FloatArray, FloatArray]] = []
-        self._still_len = 0
         self._neutral: FloatArray | None = None  # as the AHRS reported it
         self._neutral_accel: FloatArray | None = None  # raw accel in neutral (window mean)
         self._up_n: FloatArray | None = None
@@ -471,8 +473,7 @@ class TiltEstimator:
         self._tracker = OrientationTracker(self._fs, self._settings)
         self._offsets.start_still(wa, wg)
         self._offsets.gyro = wg.mean(axis=0)
-        prime = round(_PRIME_S * self._fs)
-        self._tracker.update(np.broadcast_to(wa.mean(axis=0), (prime, 3)), np.zeros((prime, 3)))
+        self._tracker.prime(wa.mean(axis=0))
         q, _ = self._tracker.update(wa, wg - self._offsets.gyro)
         return q
 
@@ -482,25 +483,16 @@ class TiltEstimator:
         The run of still samples is counted across batches, so the AHRS starts at the same
         sample whatever the batching; the samples up to it stay NaN in ``out``.
         """
-        off = self._offsets
-        need = off.before + off.after
-        still = (vector_norm(gyro, axis=1) < _STILL_RATE) & (
-            np.abs(vector_norm(accel, axis=1) - G) < _STILL_ACCEL
-        )
-        idx = np.arange(1, len(still) + 1)
-        last_moving = np.maximum.accumulate(np.where(still, 0, idx))
-        runs = idx - last_moving + np.where(last_moving == 0, self._still_len, 0)
-        reached = np.flatnonzero(runs >= need)
-        if len(reached) == 0:
-            self._still_len = int(runs[-1])
-            keep = min(self._still_len, len(still))
-            if keep < len(still):
+        n = len(accel)
+        k = self._still.feed(accel, gyro)
+        if k is None:
+            keep = min(self._still.run, n)
+            if keep < n:
                 self._still_run = []
             if keep:
-                tail = slice(len(still) - keep, None)
-                self._still_run.append((accel[tail].copy(), gyro[tail].copy()))
+                self._still_run.append((accel[n - keep :].copy(), gyro[n - keep :].copy()))
             return out
-        k = int(reached[0]) + 1  # samples of this batch up to the run's completion
+        need = self._still.length
         wa = np.concatenate([a for a, _ in self._still_run] + [accel[:k]])[-need:]
         wg = np.concatenate([g for _, g in self._still_run] + [gyro[:k]])[-need:]
         self._still_run = []

@@ -40,7 +40,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from sensorhub.analysis.orientation import G, OrientationTracker, vector_norm, windows
+from sensorhub.analysis.orientation import G, OrientationTracker, StillRun, vector_norm, windows
 
 __all__ = [
     "RestSettings",
@@ -54,6 +54,8 @@ FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 
 G_REFERENCES: Final = 3
+LEVEL_ON_S: Final = 0.4
+"""The AHRS is levelled on the first still run this long (see :class:`StillRun`)."""
 """Rests whose |a| a new rest may match (the last few: top, bottom, top)."""
 TRANSDUCER_NOISE_MPS: Final = 0.01
 """Velocity noise of a bar-velocity sensor, m/s per sample (published LPT validity)."""
@@ -200,6 +202,9 @@ class VerticalVelocityEstimator:
     sample_rate_hz: float
     settings: RestSettings = field(default_factory=RestSettings)
     _tracker: OrientationTracker = field(init=False, repr=False)
+    # Until the sensor first holds still: the still run in progress, held back (t, a, ω).
+    _level: StillRun | None = field(init=False, repr=False)
+    _held: tuple[FloatArray, FloatArray, FloatArray] = field(init=False, repr=False)
     _half: int = field(init=False, repr=False)
     _smooth: int = field(init=False, repr=False)
     _long: int = field(init=False, repr=False)
@@ -227,6 +232,8 @@ class VerticalVelocityEstimator:
     def __post_init__(self) -> None:
         self._tracker = OrientationTracker(self.sample_rate_hz)
         rate = self.sample_rate_hz
+        self._level = StillRun(max(1, round(LEVEL_ON_S * rate)))
+        self._held = (np.empty(0), np.empty((0, 3)), np.empty((0, 3)))
         self._half = max(1, round(0.5 * self.settings.window_s * rate))
         self._smooth = max(1, round(rate / 100.0))
         self._long = max(1, round(self.settings.long_still_s * rate))
@@ -262,7 +269,49 @@ class VerticalVelocityEstimator:
             )
         if len(t) == 0:
             return VerticalMotion.empty()
-        _, earth = self._tracker.update(accel, gyro)
+        t, accel, gyro, earth = self._fuse(t, accel, gyro)
+        if len(t):
+            self._add_features(t, accel, gyro, earth[:, 2])
+        return self._advance(final=False)
+
+    def _fuse(
+        self, t: FloatArray, accel: FloatArray, gyro: FloatArray
+    ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+        """The samples ready for the analysis, with their earth-frame acceleration (n, 3).
+
+        Until the sensor first holds still the samples of a still run in progress are
+        held back: once the run is long enough the AHRS is levelled on it (its
+        initialisation spent on the run's mean), and the run's samples are fused after
+        that. A session started while the bar moves would otherwise measure its first
+        rest's vertical acceleration some tenths of a m/s² off, and the first rep with it.
+        """
+        level = self._level
+        if level is None:
+            _, earth = self._tracker.update(accel, gyro)
+            return t, accel, gyro, earth
+        k = level.feed(accel, gyro)
+        held_t, held_a, held_g = self._held
+        t = np.concatenate([held_t, t])
+        accel = np.concatenate([held_a, accel])
+        gyro = np.concatenate([held_g, gyro])
+        if k is None:
+            ready = len(t) - min(level.run, len(t))
+            self._held = (t[ready:], accel[ready:], gyro[ready:])
+            _, earth = self._tracker.update(accel[:ready], gyro[:ready])
+            return t[:ready], accel[:ready], gyro[:ready], earth
+        self._level = None
+        self._held = (np.empty(0), np.empty((0, 3)), np.empty((0, 3)))
+        start = len(held_t) + k - level.length  # the run's first sample
+        _, before = self._tracker.update(accel[:start], gyro[:start])
+        self._tracker = OrientationTracker(self.sample_rate_hz)
+        self._tracker.prime(accel[start : start + level.length].mean(axis=0))
+        _, after = self._tracker.update(accel[start:], gyro[start:])
+        return t, accel, gyro, np.concatenate([before, after])
+
+    def _add_features(
+        self, t: FloatArray, accel: FloatArray, gyro: FloatArray, az: FloatArray
+    ) -> None:
+        """Smooth the accelerometer and keep the window features of new samples."""
         # Causal moving average over `smooth` samples: about the same noise at any rate.
         k = self._smooth
         history = np.concatenate([self._accel_tail, accel])
@@ -290,11 +339,15 @@ class VerticalVelocityEstimator:
         feat[:, 4:7] = gyro
         self._feat = np.concatenate([self._feat, feat])
         self._feat_t = np.concatenate([self._feat_t, t])
-        self._feat_az = np.concatenate([self._feat_az, earth[:, 2]])
-        return self._advance(final=False)
+        self._feat_az = np.concatenate([self._feat_az, az])
 
     def flush(self) -> VerticalMotion:
         """End of the recording: return every sample still held back."""
+        held_t, held_a, held_g = self._held
+        if len(held_t):
+            _, earth = self._tracker.update(held_a, held_g)
+            self._add_features(held_t, held_a, held_g, earth[:, 2])
+            self._held = (np.empty(0), np.empty((0, 3)), np.empty((0, 3)))
         out = self._advance(final=True)
         if self._pending is None:
             return out
