@@ -25,6 +25,11 @@ the rest after it is believed, so the streaming output lags the input by the mov
 in progress (plus ``min_rest_s``). Every decision depends only on samples up to the one
 that completes it, so batches of any size give the batch answer.
 
+The orientation filter is levelled on the sensor's first still moment
+(:data:`LEVEL_ON_S`; until then the samples of a still run in progress wait for it):
+left to its own start-up while the bar moves, it ends degrees off, and the first rest
+and rep are measured with that.
+
 From a bar-velocity sensor (a position transducer) height and velocity are measured
 directly; :func:`transducer_motion` passes them through.
 
@@ -54,9 +59,9 @@ FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 
 G_REFERENCES: Final = 3
+"""Rests whose |a| a new rest may match (the last few: top, bottom, top)."""
 LEVEL_ON_S: Final = 0.4
 """The AHRS is levelled on the first still run this long (see :class:`StillRun`)."""
-"""Rests whose |a| a new rest may match (the last few: top, bottom, top)."""
 TRANSDUCER_NOISE_MPS: Final = 0.01
 """Velocity noise of a bar-velocity sensor, m/s per sample (published LPT validity)."""
 TRANSDUCER_REST_MPS: Final = 2.0 * TRANSDUCER_NOISE_MPS
