@@ -153,9 +153,6 @@ class Mosquitto:
             "log_dest stderr",
             "log_type all",
             "max_queued_messages 100000",
-            # A small message to a subscriber would otherwise wait for the ACK of the one
-            # before it (up to 40 ms): what the README recommends for live dashboards.
-            "set_tcp_nodelay true",
         ]
         if self.users is None:
             lines.append("allow_anonymous true")

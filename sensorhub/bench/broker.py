@@ -72,9 +72,6 @@ async def bench_broker(
                 "persistence false",
                 "log_dest none",
                 "max_queued_messages 100000",
-                # As the README recommends for live dashboards: without it mosquitto holds a
-                # small message to the subscriber until the one before is acknowledged.
-                "set_tcp_nodelay true",
             ]
         )
         + "\n"
