@@ -104,6 +104,17 @@ class OrientationTracker:
         return np.concatenate(quaternions).astype(np.float64).reshape(n, 4), earth_si
 
 
+def run_lengths(ok: npt.NDArray[np.bool_], carry: int) -> npt.NDArray[np.int64]:
+    """Length of the run of True ending at each sample; ``carry`` continues a run before."""
+    idx = np.arange(1, len(ok) + 1)
+    last_false = np.maximum.accumulate(np.where(ok, 0, idx))
+    runs = idx - last_false
+    # Samples in the first run continue the run from before the batch.
+    head = last_false == 0
+    runs[head] += carry
+    return runs
+
+
 STILL_RATE_RAD_S: Final = 0.05
 """Below this angular rate (~3 °/s) a sensor counts as still."""
 STILL_ACCEL_M_S2: Final = 1.0
@@ -140,9 +151,7 @@ class StillRun:
         )
         if len(still) == 0:
             return None
-        idx = np.arange(1, len(still) + 1)
-        last_moving = np.maximum.accumulate(np.where(still, 0, idx))
-        runs = idx - last_moving + np.where(last_moving == 0, self.run, 0)
+        runs = run_lengths(still, self.run)
         reached = np.flatnonzero(runs >= self.length)
         if len(reached):
             self.run = 0

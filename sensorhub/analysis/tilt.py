@@ -110,8 +110,6 @@ LEARN_MIN_S: Final = 0.5
 _LEARN_MIN_RAD: Final = math.radians(10.0)
 _LEARN_MAX_RAD: Final = math.radians(60.0)
 _PLANARITY_MAX: Final = 0.02  # second over first eigenvalue of the swing scatter
-_STILL_RATE: Final = STILL_RATE_RAD_S
-_STILL_ACCEL: Final = STILL_ACCEL_M_S2
 _STILL_BEFORE_S: Final = 0.3
 _STILL_AFTER_S: Final = 0.1
 _ACCEL_PRIOR_S: Final = 0.0625  # weight of the zero-offset prior, in seconds of still pose
@@ -225,7 +223,7 @@ def _quat_between(src: FloatArray, dst: FloatArray) -> FloatArray:
 class _SensorOffsets:
     """Accelerometer and gyroscope offsets (m/s², rad/s), learned from still poses.
 
-    A sample counts as still when the gyroscope has read under :data:`_STILL_RATE` for
+    A sample counts as still when the gyroscope has read under :data:`STILL_RATE_RAD_S` for
     :data:`_STILL_BEFORE_S` before it and :data:`_STILL_AFTER_S` after it (the look-ahead
     keeps the onset of a move, where the rate is still small but the acceleration is
     not, out). The gyroscope offset is the mean reading over still samples. The
@@ -261,8 +259,8 @@ class _SensorOffsets:
         """Screen raw samples (n, 3) for stillness and fold the still ones in."""
         n = len(accel)
         k = self.before + self.after
-        still = (vector_norm(gyro - self.gyro, axis=1) < _STILL_RATE) & (
-            np.abs(vector_norm(accel, axis=1) - G) < _STILL_ACCEL
+        still = (vector_norm(gyro - self.gyro, axis=1) < STILL_RATE_RAD_S) & (
+            np.abs(vector_norm(accel, axis=1) - G) < STILL_ACCEL_M_S2
         )
         flags = np.concatenate([self._still, still])
         ok = windows(flags, k + 1).all(axis=1)  # still for `before` and `after` around

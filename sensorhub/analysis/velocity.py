@@ -45,7 +45,14 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from sensorhub.analysis.orientation import G, OrientationTracker, StillRun, vector_norm, windows
+from sensorhub.analysis.orientation import (
+    G,
+    OrientationTracker,
+    StillRun,
+    run_lengths,
+    vector_norm,
+    windows,
+)
 
 __all__ = [
     "RestSettings",
@@ -179,17 +186,6 @@ class _Judged:
 
 
 _JUDGED_FIELDS: Final = ("t", "az", "norm", "rate", "still", "norm_hi", "norm_lo", "rate_mean")
-
-
-def _run_lengths(ok: BoolArray, carry: int) -> npt.NDArray[np.int64]:
-    """Length of the run of True ending at each sample; ``carry`` continues a run before."""
-    idx = np.arange(1, len(ok) + 1)
-    last_false = np.maximum.accumulate(np.where(ok, 0, idx))
-    runs = idx - last_false
-    # Samples in the first run continue the run from before the batch.
-    head = last_false == 0
-    runs[head] += carry
-    return runs
 
 
 @dataclass
@@ -540,7 +536,7 @@ class VerticalVelocityEstimator:
         hi, lo = mv.norm_hi, mv.norm_lo
         t = np.concatenate([[self._anchor[0]], mv.t])
         az = np.concatenate([[self._anchor[1]], mv.az])
-        runs = _run_lengths(ok, 0)
+        runs = run_lengths(ok, 0)
         band_hi = windows(hi, size).max(axis=1)  # window e .. e + size - 1
         band_lo = windows(lo, size).min(axis=1)
         steady = (runs[size - 1 :] >= size) & (band_hi - band_lo < 2.0 * s.accel_norm_hold)
