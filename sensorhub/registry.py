@@ -2,7 +2,9 @@
 
 One JSON file in the state directory, written atomically (temporary file + rename) so
 a reader in another process (a running hub, watching for changes) never sees half a
-file. Only sensors in the registry are ever connected.
+file. Every change reads, edits and writes the file under an exclusive lock beside it,
+so changes made at once by several processes (``pair`` while a running hub saves a
+learned tilt axis) all land. Only sensors in the registry are ever connected.
 """
 
 from __future__ import annotations
@@ -18,6 +20,11 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from sensorhub.errors import ConfigError, StateError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: changes are not serialised
+    fcntl = None  # type: ignore[assignment]
 
 Role = Literal["bar", "pelvis"]
 ROLES: tuple[Role, ...] = get_args(Role)
@@ -131,13 +138,33 @@ class SensorRegistry:
 
     @contextlib.contextmanager
     def _editing(self) -> Iterator[dict[str, RegisteredSensor]]:
-        sensors = self.load()
-        yield sensors
-        document = {
-            "version": FILE_VERSION,
-            "sensors": [s.to_json() for s in sorted(sensors.values(), key=lambda s: s.address)],
-        }
-        self._write(json.dumps(document, indent=2) + "\n")
+        """Read, let the caller change, write back: one change at a time across processes."""
+        with self._locked():
+            sensors = self.load()
+            yield sensors
+            document = {
+                "version": FILE_VERSION,
+                "sensors": [s.to_json() for s in sorted(sensors.values(), key=lambda s: s.address)],
+            }
+            self._write(json.dumps(document, indent=2) + "\n")
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold the registry's lock file exclusively (waits for another process's change)."""
+        lock = self.path.with_name(self.path.name + ".lock")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StateError(
+                f"cannot change sensor registry {self.path}: {exc.strerror} (its lock file)"
+            ) from exc
+        try:
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)  # dropped when fd closes, or its process dies
+            yield
+        finally:
+            os.close(fd)
 
     def _write(self, text: str) -> None:
         try:

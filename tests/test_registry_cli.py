@@ -66,6 +66,41 @@ def test_a_calibration_update_keeps_what_pairing_stored(tmp_path: Path) -> None:
         registry.update_calibration("F1:00:00:00:00:99", {"tilt_axis_sensor": [1, 0, 0]})
 
 
+_EDITOR = """
+import sys
+from pathlib import Path
+from sensorhub.registry import RegisteredSensor, SensorRegistry
+registry = SensorRegistry(Path(sys.argv[1]))
+writer = int(sys.argv[2])
+for i in range(int(sys.argv[3])):
+    registry.put(RegisteredSensor(
+        address=f"F1:00:00:00:{writer:02X}:{i:02X}", kind="imu", role="bar", athlete="Ada"
+    ))
+    registry.update_calibration("F1:00:00:00:00:00", {f"writer {writer}": i})
+"""
+
+
+def test_changes_made_at_once_by_several_processes_all_land(tmp_path: Path) -> None:
+    # `pair` in one terminal while the hub saves a learned axis: each reads the file,
+    # changes it and writes it back, and without a lock the later write drops the other.
+    path = tmp_path / "sensors.json"
+    registry = SensorRegistry(path)
+    registry.put(
+        RegisteredSensor(address="F1:00:00:00:00:00", kind="imu", role="pelvis", athlete="Ada")
+    )
+    writers, each = 3, 30
+    editors = [
+        subprocess.Popen([sys.executable, "-c", _EDITOR, str(path), str(w + 1), str(each)])
+        for w in range(writers)
+    ]
+    assert [e.wait(timeout=120) for e in editors] == [0] * writers
+    sensors = registry.load()
+    assert len(sensors) == 1 + writers * each
+    calibration = sensors["F1:00:00:00:00:00"].calibration
+    assert calibration == {f"writer {w + 1}": each - 1 for w in range(writers)}
+    assert (tmp_path / "sensors.json.lock").stat().st_mode & 0o077 == 0
+
+
 def test_state_dir_follows_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(ENV_VAR, str(tmp_path / "elsewhere"))
     assert default_state_dir() == tmp_path / "elsewhere"
