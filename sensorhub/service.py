@@ -14,6 +14,7 @@ pairing, calibration; each answers with a result or a :class:`CommandError`.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import gc
 import logging
@@ -120,6 +121,10 @@ class Service:
         self._own_radio = radio is None
         self._stack = contextlib.AsyncExitStack()
         self._runner: asyncio.Task[None] | None = None
+        self._registry_writes = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="registry"
+        )
+        """Saves of learned calibration: off the event loop (an fsync), in the order made."""
         self.session: SessionInfo | None = None
         self._athletes: dict[str, _Athlete] = {}
         self._loads: dict[str, float | None] = {}
@@ -194,8 +199,11 @@ class Service:
             if self.session is not None:
                 self.stop_session()
         finally:
-            # Links first (no more data), then the publisher drains, then the store closes.
-            await self._stack.aclose()
+            try:
+                await asyncio.to_thread(self._registry_writes.shutdown)  # saves land first
+            finally:
+                # Links first (no more data), then the publisher drains, then the store.
+                await self._stack.aclose()
 
     async def _run(self) -> None:
         last_status = 0.0
@@ -320,10 +328,12 @@ class Service:
     def _save_tilt_axis(self, athlete: _Athlete) -> None:
         """Keep a newly learned mediolateral axis with the pelvis sensor's calibration.
 
-        A restarted hub, or the next session, then has tilt as soon as its orientation
-        filter has settled (3 s) instead of after the first swings (the neutral from
-        pairing is kept beside it; pairing again, e.g. after clipping the sensor on
-        another way, replaces both).
+        A restarted hub, or the next session, then has tilt from the pelvis's first still
+        moment instead of after the first swings (the neutral from pairing is kept beside
+        it; pairing again, e.g. after clipping the sensor on another way, replaces both).
+        The file is written by a worker thread, so the event loop does not wait for the
+        disk; saves land in the order they are made (the axis refined at the session's
+        end after the one first learned).
         """
         if not athlete.keeps_axis:
             return
@@ -332,14 +342,20 @@ class Service:
         if axis is None or pelvis is None:
             return
         athlete.axis_saved = True
+        values = {"tilt_axis_sensor": [round(float(v), 5) for v in axis]}
+        self._registry_writes.submit(self._write_calibration, athlete.name, pelvis, values)
+
+    def _write_calibration(self, athlete: str, address: str, values: dict[str, Any]) -> None:
+        """Registry thread: add ``values`` to a sensor's calibration; a failure is logged."""
         try:
-            self.registry.update_calibration(
-                pelvis, {"tilt_axis_sensor": [round(float(v), 5) for v in axis]}
-            )
+            self.registry.update_calibration(address, values)
         except SensorhubError as exc:
-            log.warning("%s: the learned tilt axis was not saved: %s", athlete.name, exc)
+            log.warning("%s: the learned tilt axis was not saved: %s", athlete, exc)
             return
-        log.info("%s: pelvic tilt axis learned and saved with the pelvis sensor", athlete.name)
+        except Exception:  # a failure in the thread would otherwise go unseen
+            log.exception("%s: the learned tilt axis was not saved", athlete)
+            return
+        log.info("%s: pelvic tilt axis learned and saved with the pelvis sensor", athlete)
 
     def _athlete_for(self, sensor: RegisteredSensor) -> _Athlete:
         """The athlete's analysis; rebuilt (after flushing) when a new sensor joins."""
