@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
@@ -20,11 +18,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from sensorhub.errors import ConfigError, StateError
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows: changes are not serialised
-    fcntl = None  # type: ignore[assignment]
+from sensorhub.state import changing, replace_file
 
 Role = Literal["bar", "pelvis"]
 ROLES: tuple[Role, ...] = get_args(Role)
@@ -139,41 +133,11 @@ class SensorRegistry:
     @contextlib.contextmanager
     def _editing(self) -> Iterator[dict[str, RegisteredSensor]]:
         """Read, let the caller change, write back: one change at a time across processes."""
-        with self._locked():
+        with changing(self.path, "sensor registry"):
             sensors = self.load()
             yield sensors
             document = {
                 "version": FILE_VERSION,
                 "sensors": [s.to_json() for s in sorted(sensors.values(), key=lambda s: s.address)],
             }
-            self._write(json.dumps(document, indent=2) + "\n")
-
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        """Hold the registry's lock file exclusively (waits for another process's change)."""
-        lock = self.path.with_name(self.path.name + ".lock")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError as exc:
-            raise StateError(
-                f"cannot change sensor registry {self.path}: {exc.strerror} (its lock file)"
-            ) from exc
-        try:
-            if fcntl is not None:
-                fcntl.flock(fd, fcntl.LOCK_EX)  # dropped when fd closes, or its process dies
-            yield
-        finally:
-            os.close(fd)
-
-    def _write(self, text: str) -> None:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            handle, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=".sensors-")
-            with os.fdopen(handle, "w", encoding="utf-8") as out:
-                out.write(text)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(temporary, self.path)
-        except OSError as exc:
-            raise StateError(f"cannot write sensor registry {self.path}: {exc.strerror}") from exc
+            replace_file(self.path, json.dumps(document, indent=2) + "\n", "sensor registry")

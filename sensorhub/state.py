@@ -1,12 +1,26 @@
-"""Where the hub keeps what must survive a restart: registry, bonds, sessions."""
+"""Where the hub keeps what must survive a restart: registry, bonds, sessions.
+
+The registry and the bond store are small JSON files that several processes change (a
+running hub, ``pair`` in a terminal): each change holds the file's lock from reading
+it to writing it back (:func:`changing`), and replaces the file whole
+(:func:`replace_file`), so readers never need the lock.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from sensorhub.errors import StateError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: changes are not serialised
+    fcntl = None  # type: ignore[assignment]
 
 ENV_VAR = "SENSORHUB_STATE_DIR"
 
@@ -36,3 +50,47 @@ def ensure_state_dir(path: Path) -> Path:
             f"state directory {path} is not writable; choose another with --state-dir or {ENV_VAR}"
         )
     return path
+
+
+@contextlib.contextmanager
+def changing(path: Path, what: str) -> Iterator[None]:
+    """Hold ``path``'s lock file (``<name>.lock``, owner only) exclusively.
+
+    Waits while another process changes the file; the lock dies with its process, so a
+    killed one never leaves it held. ``what`` names the file in errors ("sensor registry").
+    """
+    lock = path.with_name(path.name + ".lock")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise StateError(f"cannot change {what} {path}: {exc.strerror} (its lock file)") from exc
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def replace_file(path: Path, text: str, what: str) -> None:
+    """Write ``text`` to a new file readable by its owner only, sync it, rename it over ``path``.
+
+    A reader sees the old file or the new one, and a crash leaves one of them whole.
+    """
+    temporary: str | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-")
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+        temporary = None
+    except OSError as exc:
+        raise StateError(f"cannot write {what} {path}: {exc.strerror}") from exc
+    finally:
+        if temporary is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
