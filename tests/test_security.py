@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import stat
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -121,6 +123,40 @@ async def test_state_directory_and_bond_store_are_private(
     assert stat.S_IMODE(state.stat().st_mode) == 0o700
     assert stat.S_IMODE((state / "bonds.json").stat().st_mode) == 0o600
     assert len(json.loads((state / "bonds.json").read_text())) >= 1
+
+
+_BONDER = """
+import asyncio, sys
+from bumble import keys
+from bumble.hci import Address
+from sensorhub.ble.bumble_backend import _PrivateKeyStore
+store = _PrivateKeyStore("C0:00:00:00:00:01", sys.argv[1])
+writer = int(sys.argv[2])
+
+async def bond_all() -> None:
+    for i in range(int(sys.argv[3])):
+        ltk = keys.PairingKeys.Key(value=bytes([writer, i]) * 8, authenticated=False)
+        bond = keys.PairingKeys(address_type=Address.RANDOM_DEVICE_ADDRESS, ltk=ltk)
+        await store.update(f"F1:00:00:00:{writer:02X}:{i:02X}/R", bond)
+
+asyncio.run(bond_all())
+"""
+
+
+def test_bonds_made_at_once_by_several_processes_all_land(tmp_path: Path) -> None:
+    # `pair` bonding while a running hub bonds another sensor: Bumble's own store reads,
+    # changes and rewrites the file through one fixed temporary name, and lost bonds.
+    path = tmp_path / "bonds.json"
+    writers, each = 3, 25
+    bonders = [
+        subprocess.Popen([sys.executable, "-c", _BONDER, str(path), str(w + 1), str(each)])
+        for w in range(writers)
+    ]
+    assert [b.wait(timeout=120) for b in bonders] == [0] * writers
+    bonds = json.loads(path.read_text())["C0:00:00:00:00:01"]
+    assert len(bonds) == writers * each
+    assert bonds["F1:00:00:00:02:07/R"]["ltk"]["value"] == bytes([2, 7]).hex() * 8
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
 # MQTT commands --------------------------------------------------------------------------

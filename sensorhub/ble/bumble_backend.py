@@ -17,8 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import logging
-import os
 import secrets
 from collections.abc import Callable
 from pathlib import Path
@@ -43,6 +43,8 @@ from bumble.transport.common import AsyncPipeSink, Transport
 
 from firmware_protocol.virtual.quiet import QuietDevice, QuietHost
 from sensorhub.ble._tasks import cancelled_by_us
+from sensorhub.errors import StateError
+from sensorhub.state import changing, replace_file
 
 log = logging.getLogger(__name__)
 
@@ -60,15 +62,44 @@ _PROPERTY_NAMES = {
 
 
 class _PrivateKeyStore(keys.JsonKeyStore):
-    """Bumble's JSON key store, readable by its owner only (it holds long-term keys)."""
+    """Bumble's JSON key store, readable by its owner only, changed by one process at once.
+
+    Bumble reads the file, changes it and writes it back through one fixed temporary
+    name: a bond made by ``pair`` while a running hub bonded or forgot another could be
+    dropped, or the two writes garble the file and every bond with it. Here a change
+    holds the file's lock from reading to writing (in a worker thread, the event loop
+    does not wait for the disk) and writes through a file of its own, synced. Reads need
+    no lock: the file is only ever replaced whole.
+    """
+
+    async def update(self, name: str, bond: keys.PairingKeys) -> None:
+        values = bond.to_dict()
+        await self._change(lambda key_map: key_map.setdefault(name, {}).update(values))
+
+    async def delete(self, name: str) -> None:
+        await self._change(lambda key_map: key_map.pop(name))  # KeyError, as Bumble's
+
+    async def delete_all(self) -> None:
+        await self._change(lambda key_map: key_map.clear())
 
     async def save(self, db: dict[str, dict[str, dict[str, Any]]]) -> None:
-        previous = os.umask(0o077)
-        try:
-            await super().save(db)
-        finally:
-            os.umask(previous)
-        os.chmod(self.filename, 0o600)
+        text = json.dumps(db, sort_keys=True, indent=4)
+        await asyncio.to_thread(replace_file, Path(self.filename), text, "bond store")
+
+    async def _change(self, change: Callable[[dict[str, dict[str, Any]]], object]) -> None:
+        await asyncio.to_thread(self._change_now, change)
+
+    def _change_now(self, change: Callable[[dict[str, dict[str, Any]]], object]) -> None:
+        path = Path(self.filename)
+        with changing(path, "bond store"):
+            try:
+                db = json.loads(path.read_text(encoding="utf-8"))
+            except FileNotFoundError:
+                db = {}
+            except (OSError, ValueError) as exc:
+                raise StateError(f"cannot read bond store {path}: {exc}") from exc
+            change(db.setdefault(self.namespace, {}))
+            replace_file(path, json.dumps(db, sort_keys=True, indent=4), "bond store")
 
 
 def hub_address(state_dir: Path) -> str:
