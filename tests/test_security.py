@@ -7,6 +7,7 @@ import json
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,9 @@ from firmware_protocol.virtual.emulator import Emulator
 from firmware_protocol.virtual.firmware import VirtualSensor
 from firmware_protocol.virtual.radio import VirtualRadio
 from firmware_protocol.virtual.scenario import Scenario
+from sensorhub.ble.bumble_backend import hub_address
 from sensorhub.ble.radio import Radio
+from sensorhub.errors import StateError
 from sensorhub.hub import Hub
 from sensorhub.mqtt import BrokerSettings, Command, MqttPublisher, TopicTree
 from sensorhub.pairing import pair_sensor
@@ -157,6 +160,38 @@ def test_bonds_made_at_once_by_several_processes_all_land(tmp_path: Path) -> Non
     assert len(bonds) == writers * each
     assert bonds["F1:00:00:00:02:07/R"]["ltk"]["value"] == bytes([2, 7]).hex() * 8
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+_ADDRESSER = """
+import sys, time
+from pathlib import Path
+from sensorhub.ble.bumble_backend import hub_address
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))  # all at the same moment
+print(hub_address(Path(sys.argv[1])))
+"""
+
+
+def test_the_hub_address_is_made_once_and_a_damaged_one_is_named(tmp_path: Path) -> None:
+    # The bonds are kept under the hub's address: a hub and `pair` started at once on a
+    # new state directory must agree on it, and a damaged one must not become a new one.
+    state = tmp_path / "state"
+    at = time.time() + 5.0  # once every process has imported
+    starters = [
+        subprocess.Popen(
+            [sys.executable, "-c", _ADDRESSER, str(state), str(at)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    addresses = {p.communicate(timeout=60)[0].strip() for p in starters}
+    assert len(addresses) == 1
+    assert (state / "hub-address").read_text().strip() in addresses
+    assert sorted(p.name for p in state.iterdir()) == ["hub-address"]
+    (state / "hub-address").write_text("C0:11:22\n")  # cut short
+    with pytest.raises(StateError, match=r"hub-address is damaged.*pair every sensor again"):
+        hub_address(state)
+    assert (state / "hub-address").read_text() == "C0:11:22\n"  # left for the user
 
 
 # MQTT commands --------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import contextlib
 import functools
 import json
 import logging
+import os
 import secrets
 from collections.abc import Callable
 from pathlib import Path
@@ -103,15 +104,37 @@ class _PrivateKeyStore(keys.JsonKeyStore):
 
 
 def hub_address(state_dir: Path) -> str:
-    """Return this hub's static random address, made once and kept in the state directory."""
+    """Return this hub's static random address, made once and kept in the state directory.
+
+    The bonds are kept under it: it must never change. A hub and a command started at
+    once on a new state directory agree on one (the first written wins, whole).
+    """
     path = state_dir / "hub-address"
-    if path.exists():
-        return path.read_text().strip()
-    raw = bytearray(secrets.token_bytes(6))
-    raw[0] |= 0xC0  # static random: the two top bits set
-    address = ":".join(f"{byte:02X}" for byte in raw)
-    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # it holds the bonds: owner only
-    path.write_text(address + "\n")
+    if not path.exists():
+        raw = bytearray(secrets.token_bytes(6))
+        raw[0] |= 0xC0  # static random: the two top bits set
+        address = ":".join(f"{byte:02X}" for byte in raw)
+        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # it holds the bonds
+        temporary = state_dir / f".hub-address-{os.getpid()}"
+        try:
+            temporary.write_text(address + "\n")
+            with contextlib.suppress(FileExistsError):
+                os.link(temporary, path)  # never replaces one another process made
+        except OSError as exc:
+            raise StateError(f"cannot write the hub's address {path}: {exc.strerror}") from exc
+        finally:
+            with contextlib.suppress(OSError):
+                temporary.unlink()
+    try:
+        address = path.read_text(encoding="ascii").strip()
+        Address(address)
+    except OSError as exc:
+        raise StateError(f"cannot read the hub's address {path}: {exc.strerror}") from exc
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise StateError(
+            f"the hub's address in {path} is damaged ({exc}); the bonds are kept under it: "
+            "restore it from a backup, or remove it and pair every sensor again"
+        ) from exc
     return address
 
 
@@ -140,11 +163,11 @@ class BumbleHost:
     @classmethod
     async def open(cls, moniker: str, *, state_dir: Path) -> BumbleHost:
         """Open a Bumble transport (``usb:0``, ``serial:…``, ``tcp-client:HOST:PORT`` …)."""
+        address = hub_address(state_dir)
         try:
             transport = await open_transport(moniker)
         except (OSError, BaseBumbleError, ValueError) as exc:
             raise BleakError(f"cannot open Bluetooth transport {moniker!r}: {exc}") from exc
-        address = hub_address(state_dir)
         device = QuietDevice(
             name="sensorhub",
             address=Address(address),

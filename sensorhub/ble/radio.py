@@ -65,6 +65,9 @@ class Radio:
         except BleakError as exc:
             await self._stack.aclose()
             raise BluetoothError(str(exc)) from exc
+        except BaseException:  # the state directory, a cancellation: nothing left running
+            await self._stack.aclose()
+            raise
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
