@@ -164,6 +164,8 @@ async def test_two_athletes_stream_and_a_new_sensor_joins_without_disturbing_the
             await wait_for(
                 lambda: all(batches.samples(s.address) > 200 for s in first), 15, "three streams"
             )
+            # A busy machine may time a first set-up out: only what the newcomer does counts.
+            before = {s.address: hub.links[s.address].status().reconnects for s in first}
             paired_at = asyncio.get_running_loop().time()
             await hub.pair(newcomer.address, role="pelvis", athlete="Bo", calibrate=False)
             await wait_for(lambda: batches.samples(newcomer.address) > 0, 5, "the newcomer's data")
@@ -175,7 +177,7 @@ async def test_two_athletes_stream_and_a_new_sensor_joins_without_disturbing_the
                 assert status.frames_lost == status.samples_lost == 0, status
                 assert status.frames_dropped_by_hub == 0
                 assert sensor.counters.samples_undelivered == 0
-                assert status.reconnects == 0
+                assert status.reconnects == before[sensor.address]
             rates = {s.address: hub.links[s.address].status().sample_rate_hz for s in first}
     assert joined_after < 5.0
     assert all(180 <= rate <= 220 for rate in rates.values()), rates
