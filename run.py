@@ -2,7 +2,9 @@
 """Set up and run sensorhub from a fresh clone with nothing but Python 3.11+ and pip.
 
     python3 run.py demo [ARGS…]    the live demo (virtual sensors), set-up included
-    python3 run.py test [ARGS…]    the whole test suite (pytest ARGS…), set-up included
+    python3 run.py test [ARGS…]    the whole test suite (pytest ARGS…), set-up included;
+                                   tests run in parallel, a worker per core up to
+                                   four (give -n N to choose, -n 0 for one process)
     python3 run.py check           linters: ruff and mypy (strict)
     python3 run.py sensorhub ARGS  any sensorhub command
 
@@ -46,6 +48,15 @@ def ensure_environment() -> None:
     STAMP.write_text(wanted)
 
 
+def _workers(pytest_args: list[str]) -> list[str]:
+    """pytest-xdist workers, unless the arguments choose: most tests wait on real time
+    (virtual sensors, brokers), so a worker per core halves the suite's wall time."""
+    chosen = any(
+        arg.startswith(("-n", "--numprocesses")) or arg.endswith("no:xdist") for arg in pytest_args
+    )
+    return [] if chosen else ["-n", str(min(4, os.cpu_count() or 1))]
+
+
 def main(argv: list[str]) -> int:
     """Dispatch to the task named by the first argument."""
     if not argv or argv[0] in {"-h", "--help", "help"}:
@@ -57,7 +68,7 @@ def main(argv: list[str]) -> int:
     if task == "demo":
         command = [python, "-m", "sensorhub", "demo", *rest]
     elif task == "test":
-        command = [python, "-m", "pytest", *rest]
+        command = [python, "-m", "pytest", *_workers(rest), *rest]
     elif task == "check":
         for step in (
             [python, "-m", "ruff", "check", "."],
