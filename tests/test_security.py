@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import stat
 import subprocess
 import sys
@@ -171,7 +172,13 @@ print(hub_address(Path(sys.argv[1])))
 """
 
 
-def test_the_hub_address_is_made_once_and_a_damaged_one_is_named(tmp_path: Path) -> None:
+def _no_hard_links(*_args: object) -> None:
+    raise PermissionError(1, "Operation not permitted")
+
+
+def test_the_hub_address_is_made_once_and_a_damaged_one_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # The bonds are kept under the hub's address: a hub and `pair` started at once on a
     # new state directory must agree on it, and a damaged one must not become a new one.
     state = tmp_path / "state"
@@ -188,6 +195,10 @@ def test_the_hub_address_is_made_once_and_a_damaged_one_is_named(tmp_path: Path)
     assert len(addresses) == 1
     assert (state / "hub-address").read_text().strip() in addresses
     assert sorted(p.name for p in state.iterdir()) == ["hub-address"]
+    elsewhere = tmp_path / "no-hard-links"  # e.g. a FAT stick: made by exclusive create
+    monkeypatch.setattr(os, "link", _no_hard_links)
+    assert hub_address(elsewhere) == hub_address(elsewhere)
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["hub-address"]
     (state / "hub-address").write_text("C0:11:22\n")  # cut short
     with pytest.raises(StateError, match=r"hub-address is damaged.*pair every sensor again"):
         hub_address(state)

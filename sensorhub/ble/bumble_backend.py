@@ -113,18 +113,11 @@ def hub_address(state_dir: Path) -> str:
     if not path.exists():
         raw = bytearray(secrets.token_bytes(6))
         raw[0] |= 0xC0  # static random: the two top bits set
-        address = ":".join(f"{byte:02X}" for byte in raw)
-        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # it holds the bonds
-        temporary = state_dir / f".hub-address-{os.getpid()}"
         try:
-            temporary.write_text(address + "\n")
-            with contextlib.suppress(FileExistsError):
-                os.link(temporary, path)  # never replaces one another process made
+            state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # it holds the bonds
+            _create_once(path, ":".join(f"{byte:02X}" for byte in raw) + "\n")
         except OSError as exc:
             raise StateError(f"cannot write the hub's address {path}: {exc.strerror}") from exc
-        finally:
-            with contextlib.suppress(OSError):
-                temporary.unlink()
     try:
         address = path.read_text(encoding="ascii").strip()
         Address(address)
@@ -136,6 +129,32 @@ def hub_address(state_dir: Path) -> str:
             "restore it from a backup, or remove it and pair every sensor again"
         ) from exc
     return address
+
+
+def _create_once(path: Path, text: str) -> None:
+    """Make ``path`` hold ``text``, whole and synced, unless some process made it first."""
+    temporary = path.with_name(f".{path.name}-{os.getpid()}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, text.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.link(temporary, path)  # appears whole, and never over one already there
+    except FileExistsError:
+        pass
+    except OSError:  # a file system without hard links: an exclusive create instead
+        with contextlib.suppress(FileExistsError):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                os.write(fd, text.encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    finally:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
 
 
 class BumbleHost:
