@@ -149,7 +149,7 @@ asyncio.run(bond_all())
 
 def test_bonds_made_at_once_by_several_processes_all_land(tmp_path: Path) -> None:
     # `pair` bonding while a running hub bonds another sensor: Bumble's own store reads,
-    # changes and rewrites the file through one fixed temporary name, and lost bonds.
+    # changes and rewrites the file through one fixed temporary name; bonds were lost.
     path = tmp_path / "bonds.json"
     writers, each = 3, 25
     bonders = [
