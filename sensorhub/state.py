@@ -3,7 +3,8 @@
 The registry and the bond store are small JSON files that several processes change (a
 running hub, ``pair`` in a terminal): each change holds the file's lock from reading
 it to writing it back (:func:`changing`), and replaces the file whole
-(:func:`replace_file`), so readers never need the lock.
+(:func:`replace_file`), so readers never need the lock. A file that must never change
+once made (the hub's address) is made with :func:`create_once`.
 """
 
 from __future__ import annotations
@@ -94,3 +95,32 @@ def replace_file(path: Path, text: str, what: str) -> None:
         if temporary is not None:
             with contextlib.suppress(OSError):
                 os.unlink(temporary)
+
+
+def create_once(path: Path, text: str) -> None:
+    """Make ``path`` hold ``text``, whole and synced, unless some process made it first.
+
+    Raises OSError; the caller names the file in its error.
+    """
+    temporary = path.with_name(f".{path.name}-{os.getpid()}")
+    _write_synced(temporary, text, os.O_TRUNC)
+    try:
+        os.link(temporary, path)  # appears whole, and never over one already there
+    except FileExistsError:
+        pass
+    except OSError:  # a file system without hard links: an exclusive create instead
+        with contextlib.suppress(FileExistsError):
+            _write_synced(path, text, os.O_EXCL)
+    finally:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+
+
+def _write_synced(path: Path, text: str, flags: int) -> None:
+    """Create ``path`` (with ``flags`` besides O_WRONLY | O_CREAT), write ``text``, sync it."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | flags, 0o644)
+    try:
+        os.write(fd, text.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)

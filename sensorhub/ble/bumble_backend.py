@@ -19,7 +19,6 @@ import contextlib
 import functools
 import json
 import logging
-import os
 import secrets
 from collections.abc import Callable
 from pathlib import Path
@@ -45,7 +44,7 @@ from bumble.transport.common import AsyncPipeSink, Transport
 from firmware_protocol.virtual.quiet import QuietDevice, QuietHost
 from sensorhub.ble._tasks import cancelled_by_us
 from sensorhub.errors import StateError
-from sensorhub.state import changing, replace_file
+from sensorhub.state import changing, create_once, replace_file
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +83,7 @@ class _PrivateKeyStore(keys.JsonKeyStore):
         await self._change(lambda key_map: key_map.clear())
 
     async def save(self, db: dict[str, dict[str, dict[str, Any]]]) -> None:
+        """Bumble's own writes (none but the three above today): whole, synced, private."""
         text = json.dumps(db, sort_keys=True, indent=4)
         await asyncio.to_thread(replace_file, Path(self.filename), text, "bond store")
 
@@ -115,7 +115,7 @@ def hub_address(state_dir: Path) -> str:
         raw[0] |= 0xC0  # static random: the two top bits set
         try:
             state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # it holds the bonds
-            _create_once(path, ":".join(f"{byte:02X}" for byte in raw) + "\n")
+            create_once(path, ":".join(f"{byte:02X}" for byte in raw) + "\n")
         except OSError as exc:
             raise StateError(f"cannot write the hub's address {path}: {exc.strerror}") from exc
     try:
@@ -129,32 +129,6 @@ def hub_address(state_dir: Path) -> str:
             "restore it from a backup, or remove it and pair every sensor again"
         ) from exc
     return address
-
-
-def _create_once(path: Path, text: str) -> None:
-    """Make ``path`` hold ``text``, whole and synced, unless some process made it first."""
-    temporary = path.with_name(f".{path.name}-{os.getpid()}")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.write(fd, text.encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        os.link(temporary, path)  # appears whole, and never over one already there
-    except FileExistsError:
-        pass
-    except OSError:  # a file system without hard links: an exclusive create instead
-        with contextlib.suppress(FileExistsError):
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            try:
-                os.write(fd, text.encode())
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-    finally:
-        with contextlib.suppress(OSError):
-            temporary.unlink()
 
 
 class BumbleHost:
