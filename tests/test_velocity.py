@@ -13,7 +13,7 @@ from firmware_protocol.virtual.motion import Trajectory
 from firmware_protocol.virtual.scenario import Scenario
 from sensorhub.analysis.evaluate import corpus, score_item
 from sensorhub.analysis.velocity import (
-    RestSettings,
+    MotionSettings,
     VerticalMotion,
     VerticalVelocityEstimator,
     transducer_motion,
@@ -178,8 +178,8 @@ def test_bad_input_is_refused_with_the_reason() -> None:
     estimator = VerticalVelocityEstimator(200.0)
     with pytest.raises(ValueError, match="differ in length"):
         estimator.update(np.zeros(3), np.zeros((2, 3)), np.zeros((3, 3)))
-    with pytest.raises(ValueError, match="window_s"):
-        RestSettings(window_s=0.0)
+    with pytest.raises(ValueError, match="swing_m"):
+        MotionSettings(swing_m=0.0)
     with pytest.raises(ValueError, match="sample rate"):
         VerticalVelocityEstimator(0.5)
     assert len(estimator.update(np.empty(0), np.empty((0, 3)), np.empty((0, 3)))) == 0

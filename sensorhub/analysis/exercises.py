@@ -9,4 +9,10 @@ from typing import Final
 
 __all__ = ["EXERCISES"]
 
-EXERCISES: Final = ("hip_thrust", "bodyweight_hip_thrust", "squat", "deadlift")
+EXERCISES: Final = (
+    "hip_thrust",
+    "bodyweight_hip_thrust",
+    "squat",
+    "deadlift",
+    "romanian_deadlift",
+)

@@ -123,7 +123,7 @@ def load_csv(
 
 
 def regularise(
-    recording: Recording, *, max_gap_s: float = 0.5, rate_hz: float | None = None
+    recording: Recording, *, max_gap_s: float = 1.0, rate_hz: float | None = None
 ) -> list[Segment]:
     """Return evenly sampled segments: gaps up to ``max_gap_s`` interpolated, longer ones cut."""
     order = np.argsort(recording.t, kind="stable")
@@ -132,11 +132,12 @@ def regularise(
     t, values = _merge_duplicates(t, values)
     if len(t) < 2:
         raise RecordingError("the recording has fewer than two distinct timestamps")
+    t, values = _drop_resent(t, values)
     steps = np.diff(t)
-    native = 1.0 / float(np.median(steps))
+    native = _native_rate(steps, max_gap_s)
     if not MIN_RATE_HZ * 0.8 <= native <= MAX_RATE_HZ * 1.25:
         raise RecordingError(
-            f"the median sample rate is {native:.1f} Hz; recordings from "
+            f"the sample rate is {native:.1f} Hz; recordings from "
             f"{MIN_RATE_HZ:g} to {MAX_RATE_HZ:g} Hz can be analysed (is t in seconds?)"
         )
     low, high = ANALYSIS_RATE_LIMITS_HZ
@@ -150,6 +151,38 @@ def regularise(
     if not segments:
         raise RecordingError("no stretch of the recording is long enough to analyse (≥ 1 s)")
     return segments
+
+
+def _drop_resent(t: FloatArray, values: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Drop a row that repeats the one before it and comes sooner than the usual spacing.
+
+    Phone apps log the same sample again when a notification carries it twice, a few
+    milliseconds after the first; a sensor that really reads the same values twice (a
+    quantised one lying still) reads them a full sample period apart, and is kept.
+    """
+    if len(t) < 3:
+        return t, values
+    same = np.r_[False, np.all(values[1:] == values[:-1], axis=1)]
+    if not same.any():
+        return t, values
+    steps = np.diff(t)
+    usual = float(np.median(steps[~same[1:]])) if (~same[1:]).any() else float(np.median(steps))
+    resent = same & np.r_[False, steps < 0.5 * usual]
+    return t[~resent], values[~resent]
+
+
+def _native_rate(steps: FloatArray, max_gap_s: float) -> float:
+    """Samples per second, counted over the stretches without a gap.
+
+    Arrival timestamps come in bursts (several samples per BLE connection event, a few ms
+    apart, then tens of ms of nothing), so the median spacing says little; the count per
+    second does.
+    """
+    median = float(np.median(steps))
+    inside = steps[steps <= max(max_gap_s, 10.0 * median)]
+    if len(inside) == 0 or float(inside.sum()) <= 0:
+        return 1.0 / median
+    return len(inside) / float(inside.sum())
 
 
 def _merge_duplicates(t: FloatArray, values: FloatArray) -> tuple[FloatArray, FloatArray]:

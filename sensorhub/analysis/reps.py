@@ -96,22 +96,31 @@ class ExerciseLimits:
     max_concentric_s: float = 5.0
     min_eccentric_s: float = 0.15
     max_eccentric_s: float = 6.0
-    min_lockout_s: float = 0.12
-    """Up-first lifts stop at the top this long at least (a footstep never does)."""
+    min_lockout_s: float = 0.0
+    """Up-first lifts stop at the top this long at least (a hip thrust's squeeze; a
+    footstep never stops)."""
+    hold_needs_rest: bool = False
+    """A lockout longer than HOLD_AT_REST_S must contain rest (walking with a pelvis
+    sensor bounces like small thrusts, and pauses while turning)."""
     max_lockout_s: float = 6.0
     max_bottom_s: float = 3.0
     """Squat: longest turn at the bottom between the eccentric and the concentric."""
-    return_tolerance: float = 0.4
+    return_tolerance: float = 0.5
     """The other phase of the rep travels the same distance within this fraction."""
 
 
 # Ranges of motion: the scenario limits widened a little (partial reps reach down to 30 %
 # of a full one; a bodyweight thrust can rise 5 cm when partial).
 EXERCISE_LIMITS: Final[dict[str, ExerciseLimits]] = {
-    "hip_thrust": ExerciseLimits(down_first=False, min_rom_m=0.035, max_rom_m=0.45),
-    "bodyweight_hip_thrust": ExerciseLimits(down_first=False, min_rom_m=0.035, max_rom_m=0.45),
+    "hip_thrust": ExerciseLimits(
+        down_first=False, min_rom_m=0.035, max_rom_m=0.45, min_lockout_s=0.12, hold_needs_rest=True
+    ),
+    "bodyweight_hip_thrust": ExerciseLimits(
+        down_first=False, min_rom_m=0.035, max_rom_m=0.45, min_lockout_s=0.12, hold_needs_rest=True
+    ),
     "squat": ExerciseLimits(down_first=True, min_rom_m=0.09, max_rom_m=0.9),
     "deadlift": ExerciseLimits(down_first=False, min_rom_m=0.09, max_rom_m=0.85),
+    "romanian_deadlift": ExerciseLimits(down_first=True, min_rom_m=0.09, max_rom_m=0.85),
 }
 
 MIN_SPEED_MPS: Final = 0.004
@@ -135,7 +144,7 @@ FIT_STEP_S: Final = 0.001
 """Resolution of the fitted end times (s)."""
 MIN_PHASE_M: Final = 0.02
 """A phase must travel this far to count (m); fidgets and footsteps travel less."""
-PARTIAL_FRACTION: Final = 0.8
+PARTIAL_FRACTION: Final = 0.7
 SET_CONTEXT_S: Final = 45.0
 """Reps closer than this (s) are taken as one set for the partial-rep reference."""
 DEFAULT_HOLD_S: Final = 1.0
@@ -143,6 +152,8 @@ REST_MEMORY_S: Final = 30.0
 HOLD_AT_REST_S: Final = 0.4
 """A lockout this long (s) must contain rest; shorter ones may be too short to detect."""
 REFERENCE_REPS: Final = 5
+STREAM_EDGE_S: Final = 0.1
+"""A phase starting this close to the stream's first sample may have begun before it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +168,7 @@ class _Phase:
     peak: float  # largest |v|, m/s
     mpv: float  # up phases: mean propulsive velocity, m/s
     power: float | None  # up phases with a load: mean power, W
+    cut: bool = False  # cut short by the start or end of the stream: its travel says little
 
     @property
     def travel(self) -> float:
@@ -212,8 +224,11 @@ class _Candidate:
 class RepDetector:
     """Streaming rep detection: feed :class:`VerticalMotion` pieces in time order.
 
-    Each rep is returned by the :meth:`update` call whose samples complete it (up-first
-    lifts: the eccentric's end; the squat: the lockout's end). :meth:`flush` ends the
+    Phases are the stretches between the turnarounds of the height (a top or a bottom it
+    has come back from by :data:`MIN_PHASE_M`) and rests: a wobble in the slow end of a
+    movement never splits it. Each rep is returned by the :meth:`update` call whose
+    samples complete it (up-first lifts: the eccentric's end, once the next movement or
+    a rest shows it is over; the squat: the lockout's end). :meth:`flush` ends the
     recording. :func:`detect_reps` is the batch form with the same answers.
     """
 
@@ -227,12 +242,18 @@ class RepDetector:
         self.exercise = exercise
         self.load_kg = load_kg
         self.limits = EXERCISE_LIMITS[exercise]
-        # The run in progress, preceded by up to HISTORY_S of samples before it.
+        # Samples from HISTORY_S before the open phase's start on.
         self._t: FloatArray = np.empty(0)
         self._v: FloatArray = np.empty(0)
         self._z: FloatArray = np.empty(0)
         self._raw: FloatArray = np.empty(0)  # velocity before averaging (noisy input)
-        self._run_at = 0  # index in the buffer where the run in progress starts
+        self._rest: npt.NDArray[np.bool_] = np.empty(0, dtype=bool)
+        self._start = 0  # buffer index where the open phase starts (an extreme, a rest's end)
+        self._scanned = 0  # buffer index of the first sample not yet scanned
+        self._hi = 0  # highest and lowest sample of the open phase so far
+        self._lo = 0
+        self._dir = 0  # +1 rising, -1 falling, 0 not yet known
+        self._first_t: float | None = None  # the stream's first sample time
         self._pending_up: _Phase | None = None
         self._pending_down: _Phase | None = None
         self._candidate: _Candidate | None = None
@@ -247,28 +268,33 @@ class RepDetector:
         """Take the next samples; return the reps they complete."""
         if len(motion.t) == 0:
             return []
+        if self._first_t is None:
+            self._first_t = float(motion.t[0])
         t, v, z = motion.t, motion.velocity, motion.position
         self._note_rests(t, motion.at_rest)
         if motion.velocity_noise_mps > 0 or self._smoother is not None:
             if self._smoother is None:
                 self._start_smoothing(motion)
             assert self._smoother is not None
-            return self._process(*self._smoother.push(t, v, z))
-        return self._process(t, v, z, v)
+            return self._process(*self._smoother.push(t, v, z), motion.at_rest, smoothed=True)
+        return self._process(t, v, z, v, motion.at_rest)
 
     def flush(self) -> list[Rep]:
-        """End of the recording: finish the run in progress and any waiting rep."""
+        """End of the recording: finish the phase in progress and any waiting rep."""
         reps: list[Rep] = []
         if self._smoother is not None:
-            reps += self._process(*self._smoother.flush())
-        if len(self._t) > self._run_at:
-            samples = (self._t, self._v, self._z, self._raw)
-            sign = np.sign(self._v).astype(np.int8)
-            reps += self._run_done(samples, sign, (self._run_at, len(self._t)), closed=False)
+            t, v, z, raw = self._smoother.flush()
+            reps += self._process(t, v, z, raw, None, smoothed=True)
+        n = len(self._t)
+        if n > self._start + 1:
+            end = self._hi if self._dir > 0 else self._lo if self._dir < 0 else n - 1
+            end = max(end, self._start + 1)
+            reps += self._close(self._start, end, cut=True)
         if self._candidate is not None:
             reps += self._finish_squat(None)
         self._t, self._v, self._z, self._raw = np.empty(0), np.empty(0), np.empty(0), np.empty(0)
-        self._run_at = 0
+        self._rest = np.empty(0, dtype=bool)
+        self._start = self._scanned = self._hi = self._lo = 0
         return reps
 
     def _note_rests(self, t: FloatArray, at_rest: npt.NDArray[np.bool_]) -> None:
@@ -294,91 +320,146 @@ class RepDetector:
         self._eps = max(MIN_SPEED_MPS, 2.0 * noise)
 
     def _process(
-        self, t_new: FloatArray, v_new: FloatArray, z_new: FloatArray, raw_new: FloatArray
+        self,
+        t_new: FloatArray,
+        v_new: FloatArray,
+        z_new: FloatArray,
+        raw_new: FloatArray,
+        rest_new: npt.NDArray[np.bool_] | None,
+        *,
+        smoothed: bool = False,
     ) -> list[Rep]:
         if len(t_new) == 0:
             return []
-        t = np.concatenate([self._t, t_new])
-        v = np.concatenate([self._v, v_new])
-        z = np.concatenate([self._z, z_new])
-        raw = np.concatenate([self._raw, raw_new])
-        sign = np.sign(v).astype(np.int8)
-        reps: list[Rep] = []
-        # Runs end where the sign changes; the buffer holds the run in progress from
-        # index self._run_at (after some history, kept for interpolation).
-        start = self._run_at
-        for end in np.flatnonzero(sign[1:] != sign[:-1]) + 1:
-            if end <= start:
-                continue
-            reps += self._run_done((t, v, z, raw), sign, (start, int(end)))
-            start = int(end)
-        if sign[start] == 0:
-            # At rest (v = 0) the run in progress makes no phase: only its last HISTORY_S
-            # can serve the next run, and a long rest must not pile up samples.
-            start = max(start, min(len(t) - 1, int(np.searchsorted(t, t[-1] - HISTORY_S))))
-        # Keep some history before the run in progress: its start may be extrapolated back.
-        keep = min(max(0, start - 1), int(np.searchsorted(t, t[start] - HISTORY_S)))
-        self._t, self._v, self._z, self._raw = t[keep:], v[keep:], z[keep:], raw[keep:]
-        self._run_at = start - keep
-        while len(self._rests) > 1 and self._rests[0][1] < t[keep] - REST_MEMORY_S:
-            self._rests.popleft()
-        if sign[start] != 0:
-            # A squat's lockout ends as soon as a movement under way has gone far enough.
-            reps += self._break_lockout(t, z, start, len(t))
-        # Nothing moves while the run in progress is at rest (v = 0).
-        moving_since = float(t[start]) if sign[start] != 0 else math.inf
-        reps += self._check_lockout(now=float(t[-1]), moving_since=moving_since)
+        if rest_new is None or smoothed:
+            # A transducer measures height: its turnarounds alone split the phases (its
+            # slow samples are noise around zero, not rests to cut at).
+            rest_new = np.zeros(len(t_new), dtype=bool)
+        self._t = np.concatenate([self._t, t_new])
+        self._v = np.concatenate([self._v, v_new])
+        self._z = np.concatenate([self._z, z_new])
+        self._raw = np.concatenate([self._raw, raw_new])
+        self._rest = np.concatenate([self._rest, rest_new])
+        reps = self._scan()
+        reps += self._check_lockout(now=float(self._t[-1]), moving_since=self._moving_since())
+        self._trim()
         return reps
+
+    def _scan(self) -> list[Rep]:
+        """Walk the new samples: a rest or a confirmed turnaround closes the open phase."""
+        reps: list[Rep] = []
+        z, rest = self._z.tolist(), self._rest
+        i = self._scanned
+        n = len(z)
+        while i < n:
+            if rest[i]:
+                if i - 1 > self._start:
+                    reps += self._close(self._start, i - 1)
+                self._restart(i)
+                i += 1
+                continue
+            zi = z[i]
+            if zi > z[self._hi]:
+                self._hi = i
+            if zi < z[self._lo]:
+                self._lo = i
+            if self._dir >= 0 and zi < z[self._hi] - MIN_PHASE_M:
+                top = self._hi
+                if self._dir > 0 or top > self._start:
+                    reps += self._close(self._start, top)
+                self._start, self._dir, self._lo = top, -1, i
+            elif self._dir <= 0 and zi > z[self._lo] + MIN_PHASE_M:
+                bottom = self._lo
+                if self._dir < 0 or bottom > self._start:
+                    reps += self._close(self._start, bottom)
+                self._start, self._dir, self._hi = bottom, 1, i
+            i += 1
+        self._scanned = n
+        return reps
+
+    def _restart(self, i: int) -> None:
+        self._start = self._hi = self._lo = i
+        self._dir = 0
+
+    def _moving_since(self) -> float:
+        """When the open movement began (inf while at rest or not yet moving)."""
+        if len(self._t) == 0 or self._rest[-1]:
+            return math.inf
+        w = np.abs(self._v[self._start :])
+        moving = np.flatnonzero(w > max(3.0 * self._eps, 0.02))
+        return float(self._t[self._start + int(moving[0])]) if len(moving) else math.inf
+
+    def _trim(self) -> None:
+        """Keep HISTORY_S before the open phase; a long rest keeps only its last HISTORY_S."""
+        t = self._t
+        if len(t) == 0:
+            return
+        anchor = self._start
+        if self._rest[-1] and self._start == len(t) - 1:
+            anchor = len(t) - 1
+        keep = int(np.searchsorted(t, t[anchor] - HISTORY_S))
+        keep = min(keep, anchor)
+        if keep <= 0:
+            return
+        self._t, self._v, self._z = t[keep:], self._v[keep:], self._z[keep:]
+        self._raw, self._rest = self._raw[keep:], self._rest[keep:]
+        self._start -= keep
+        self._scanned -= keep
+        self._hi = max(0, self._hi - keep)
+        self._lo = max(0, self._lo - keep)
 
     # -- phases ----------------------------------------------------------------------------
 
-    def _run_done(
-        self,
-        samples: _Samples,
-        sign: npt.NDArray[np.int8],
-        span: tuple[int, int],
-        *,
-        closed: bool = True,
-    ) -> list[Rep]:
-        """A run of one sign over samples a..b-1 has ended; make it a phase if it moved."""
-        a, b = span
-        t, v, z, raw = samples
-        s = int(sign[a])
-        if s == 0:
+    def _close(self, a: int, b: int, *, cut: bool = False) -> list[Rep]:
+        """The phase over samples a..b has ended; make it a phase if it travelled."""
+        t, v, z, raw = self._t, self._v, self._z, self._raw
+        if b <= a:
             return []
-        reps = self._break_lockout(t, z, a, b)
+        s = 1 if z[b] > z[a] else -1
+        reps = self._break_lockout(a, b)
         eps = self._eps
-        w = s * v  # positive inside the run
-        peak = float(w[a:b].max())
-        fast = np.flatnonzero(w[a:b] > max(3.0 * eps, 0.1 * peak))
-        if len(fast) == 0:
+        w = s * v  # positive where the phase moves its own way
+        stop = b + 1
+        peak = float(w[a:stop].max())
+        fast = np.flatnonzero(w[a:stop] > max(3.0 * eps, 0.1 * peak))
+        if len(fast) == 0 or peak <= 0:
             return reps
         first, last = a + int(fast[0]), a + int(fast[-1])
-        ratio = 3.0
         n = len(t)
         if self._smoother is not None:
-            # Noisy: fitted on the raw samples of the run (the same however it was batched).
-            run_t, run_w = t[a:b], s * raw[a:b]
-            rise = np.flatnonzero(w[a:b] >= FIT_FRACTION * peak)
+            # The fits take the samples of the phase's own sign run: from the last
+            # turn of the (averaged) velocity before it gets fast to the first after.
+            # A turnaround of the height in a pause may sit anywhere in it; the sign run
+            # is where the movement really starts.
+            back0 = int(np.searchsorted(t, t[a] - FIT_WINDOW_S))
+            before = np.flatnonzero(w[back0 : first + 1] <= 0)
+            r0 = back0 + int(before[-1]) if len(before) else back0
+            after = np.flatnonzero(w[last:] <= 0)
+            r1 = last + int(after[0]) + 1 if len(after) else n
+            run_t, run_w = t[r0:r1], s * raw[r0:r1]
+            rise = np.flatnonzero(w[r0:r1] >= FIT_FRACTION * peak)
             t0 = _fit_takeoff(run_t, run_w, int(rise[0]), power=ONSET_POWER)
-            # The end is the start of the time-reversed movement.
-            back = b - a - 1 - int(rise[-1])
+            back = r1 - r0 - 1 - int(rise[-1])
             t1 = -_fit_takeoff(-run_t[::-1], run_w[::-1], back, power=STOP_POWER)
+            t1 = min(t1, float(t[min(r1, n - 1)]))  # stopped, at the latest, where it turned
         else:
-            t0 = _takeoff(t, w, (a, first), eps, ratio=ratio, power=ONSET_POWER)
+            t0 = _takeoff(t, w, (a, first), eps, ratio=3.0, power=ONSET_POWER)
             t1 = -_takeoff(
-                -t[::-1], w[::-1], (n - b, n - 1 - last), eps, ratio=ratio, power=STOP_POWER
+                -t[::-1], w[::-1], (n - 1 - b, n - 1 - last), eps, ratio=3.0, power=STOP_POWER
             )
-        if b < n:
-            t1 = min(t1, float(t[b]))  # stopped, at the latest, where the velocity turned
-        if not closed:
-            t1 = min(t1, float(t[-1]))
+        if self._smoother is None:
+            # The IMU's velocity is zero at its turnarounds by construction: the phase
+            # lies between them.
+            t0 = max(t0, float(t[a]))
+            t1 = min(t1, float(t[b]))
         z0 = float(np.interp(t0, t, z))
         z1 = float(np.interp(t1, t, z))
         if abs(z1 - z0) < MIN_PHASE_M or t1 <= t0:
             return reps
-        seg = slice(max(a - 1, 0), min(b + 1, len(t)))
+        seg = slice(max(a - 1, 0), min(b + 2, n))
         phase = self._phase(s > 0, (t0, t1), (z0, z1), t[seg], v[seg])
+        starts_stream = self._first_t is not None and t0 - self._first_t < STREAM_EDGE_S
+        phase = replace(phase, cut=cut or starts_stream)
         return reps + self._on_phase(phase)
 
     def _phase(
@@ -417,6 +498,11 @@ class RepDetector:
     def _on_phase(self, phase: _Phase) -> list[Rep]:
         lim = self.limits
         reps: list[Rep] = []
+        if phase.travel < 0.5 * lim.min_rom_m:
+            # A wobble or a settle between the phases of a rep (the bar finding its
+            # lockout, a stop half-way): too small to be a phase of any rep, so it
+            # leaves the phase waiting for its other half where it is.
+            return reps
         if lim.down_first:
             if not phase.up:
                 self._pending_down = phase
@@ -436,9 +522,12 @@ class RepDetector:
     def _plausible(self, up: _Phase, down: _Phase) -> bool:
         lim = self.limits
         rise, drop = up.travel, down.travel
+        # A phase cut short by the stream's start or end cannot be judged by its travel:
+        # a session started in the first descent still has the rep's concentric.
+        returns = down.cut or abs(rise - drop) <= lim.return_tolerance * max(rise, drop)
         return (
             lim.min_rom_m <= rise <= lim.max_rom_m
-            and abs(rise - drop) <= lim.return_tolerance * max(rise, drop)
+            and returns
             and lim.min_concentric_s <= up.t1 - up.t0 <= lim.max_concentric_s
             and lim.min_eccentric_s <= down.t1 - down.t0 <= lim.max_eccentric_s
         )
@@ -448,8 +537,9 @@ class RepDetector:
         lim = self.limits
         if not (lim.min_lockout_s <= hold <= lim.max_lockout_s and self._plausible(up, down)):
             return False
-        # A long hold is still: not a pause in the bounce of a walk while turning round.
-        return hold < HOLD_AT_REST_S or self._rested(up.t1, down.t0)
+        # A long hip-thrust hold is still: not a pause in the bounce of a walk while
+        # turning round. (A deadlift's lockout is the bar held in the hands: no such walk.)
+        return not lim.hold_needs_rest or hold < HOLD_AT_REST_S or self._rested(up.t1, down.t0)
 
     def _squat_shape(self, down: _Phase, up: _Phase) -> bool:
         bottom = up.t0 - down.t1
@@ -457,27 +547,28 @@ class RepDetector:
         return -0.1 <= bottom <= self.limits.max_bottom_s and self._plausible(up, down)
 
     def _check_lockout(self, *, now: float, moving_since: float) -> list[Rep]:
-        """Squat: end a lockout that has lasted max_lockout_s with nothing moving."""
+        """Squat: the lockout ends where the next movement starts, once it has gone
+        :data:`MIN_PHASE_M`; or after max_lockout_s with nothing moving."""
         cand = self._candidate
         if cand is None:
             return []
+        z = self._z
+        if len(z) and not self._rest[-1]:
+            moved = np.abs(z[self._start :] - z[self._start]).max()
+            if moved >= MIN_PHASE_M:
+                return self._finish_squat(float(self._t[self._start]))
         limit = cand.up.t1 + self.limits.max_lockout_s
         if now >= limit and moving_since >= limit:
             return self._finish_squat(None)
         return []
 
-    def _break_lockout(self, t: FloatArray, z: FloatArray, a: int, b: int) -> list[Rep]:
-        """Squat: the run of samples a..b-1 ends the lockout if it has moved far enough.
-
-        Judged on the raw samples, so that a run under way and the same run finished
-        give the same answer; the lockout ends where the run began.
-        """
+    def _break_lockout(self, a: int, b: int) -> list[Rep]:
+        """Squat: a phase over samples a..b that moved ends the lockout where it began."""
         if self._candidate is None:
             return []
-        if np.abs(z[a:b] - z[max(a - 1, 0)]).max() < MIN_PHASE_M:
+        if np.abs(self._z[a : b + 1] - self._z[a]).max() < MIN_PHASE_M:
             return []
-        start = float(t[max(a - 1, 0)])
-        return self._finish_squat(start)
+        return self._finish_squat(float(self._t[a]))
 
     def _finish_squat(self, after: float | None) -> list[Rep]:
         cand = self._candidate

@@ -1,34 +1,32 @@
-"""Vertical velocity and height of the lifted body, drift-free movement by movement.
+"""Vertical velocity and height of the lifted body, phase by phase, without needing rest.
 
-From an IMU (the bar sensor, or the pelvis sensor in a bodyweight hip thrust) the
-earth-frame vertical acceleration of :class:`~sensorhub.analysis.orientation.OrientationTracker`
-is integrated once for velocity and again for height. Integration drifts, so it is
-reset wherever the sensor is at rest, and between two rests the velocity error is taken
-as linear in time and removed so that the velocity is zero at both ends (a zero-velocity
-update). A constant acceleration error, which is what a residual accelerometer offset
-looks like over a second or two, is then removed exactly, and the height change of each
-movement is free of drift too.
+From an IMU (the bar sensor, a wrist sensor, or the pelvis sensor in a bodyweight hip
+thrust) the vertical acceleration is integrated for velocity and again for height.
+Integration drifts; what stops it is knowing where the velocity is zero, and the motion
+itself says where: at every turnaround of the movement (each top and bottom) and
+throughout a rest. So the stream is cut into phases at its turnarounds and rests, each
+phase is integrated from zero velocity at its start, and the velocity error at its end
+(the drift of that phase alone) is taken out linearly over the phase. Drift cannot build
+up across reps; touch-and-go reps, squats with no pause and wrists that never stop all
+have turnarounds, and a rest, where there is one, is used as well.
 
-Rest is told in two steps. First every sample is judged on a short centred window
-(``window_s``) of raw samples: the angular rate is steady (its window mean within
-``gyro_steady_rad_s`` of the zero-rate offset measured at the previous rest, its spread
-below ``gyro_spread_rad_s``), each lightly smoothed accelerometer axis varies by less
-than ``accel_range_rest``, and |a| is near g. Then, in sample order, a rest begins where
-such samples have lasted ``min_rest_s`` with |a| in a narrow band, and either the
-velocity integrated since the previous rest is near zero and |a| is as at one of the
-last rests, or the stillness lasts ``long_still_s``. The second step keeps the brief flat
-spots of a slow lift's acceleration, and the moment of peak speed of a slow descent,
-from passing for rest. A rest lasts while |a| stays where it began.
-
-The window needs ``window_s / 2`` of look-ahead and a movement is only finished when
-the rest after it is believed, so the streaming output lags the input by the movement
-in progress (plus ``min_rest_s``). Every decision depends only on samples up to the one
-that completes it, so batches of any size give the batch answer.
-
-The orientation filter is levelled on the sensor's first still moment
-(:data:`LEVEL_ON_S`; until then the samples of a still run in progress wait for it):
-left to its own start-up while the bar moves, it ends degrees off, and the first rest
-and rep are measured with that.
+Method, per block of ``stillness.block_s`` (0.1 s):
+    1. Stillness and the gyroscope's offset (:mod:`sensorhub.analysis.stillness`,
+       :mod:`sensorhub.analysis.gyro_offset`): measured against the recording's own
+       quietest stretches and against gravity, never a fixed noise bound.
+    2. Orientation: imufusion's AHRS on the offset-corrected angular rate. The first
+       ``level_s`` are held back, so that the offset is measured over them before the
+       AHRS is levelled on their quietest block and fuses them.
+    3. Turnarounds (:mod:`sensorhub.analysis.turnarounds`): the extremes of a drift-free
+       height proxy over the last ``proxy_history_s``, each taken once it lies
+       ``proxy_lag_s`` back from the newest sample (the proxy's zero-phase filter needs
+       that much of what follows). Rests: still runs of ``min_rest_s`` along which the
+       proxy's velocity stays under ``rest_velocity_mps``.
+    4. Every phase that ends at such a point is final: integrated, its drift removed,
+       output. A stretch with no turn for ``max_phase_s`` is cut where it was slowest.
+The output therefore lags the input by about ``proxy_lag_s`` plus the phase in progress.
+Every decision is taken at block ends on fixed sample counts, so batches of any size
+give the batch answer (:func:`vertical_motion` is this estimator run once).
 
 From a bar-velocity sensor (a position transducer) height and velocity are measured
 directly; :func:`transducer_motion` passes them through.
@@ -39,23 +37,24 @@ Units: seconds, m/s², rad/s, m/s, m. Arrays are 1-D of length n unless stated.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 
-from sensorhub.analysis.orientation import (
-    G,
-    OrientationTracker,
-    StillRun,
-    run_lengths,
-    vector_norm,
-    windows,
+from sensorhub.analysis.orientation import OrientationTracker
+from sensorhub.analysis.stillness import StillnessBlock, StillnessDetector, StillnessSettings
+from sensorhub.analysis.turnarounds import (
+    SWING_SHARE,
+    cumulative_trapezoid,
+    height_proxy,
+    swing_extremes,
+    typical_swing,
 )
 
 __all__ = [
-    "RestSettings",
+    "MotionSettings",
     "VerticalMotion",
     "VerticalVelocityEstimator",
     "transducer_motion",
@@ -65,14 +64,15 @@ __all__ = [
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 
-G_REFERENCES: Final = 3
-"""Rests whose |a| a new rest may match (the last few: top, bottom, top)."""
-LEVEL_ON_S: Final = 0.4
-"""The AHRS is levelled on the first still run this long (see :class:`StillRun`)."""
 TRANSDUCER_NOISE_MPS: Final = 0.01
 """Velocity noise of a bar-velocity sensor, m/s per sample (published LPT validity)."""
 TRANSDUCER_REST_MPS: Final = 2.0 * TRANSDUCER_NOISE_MPS
 """A transducer sample counts as at rest below this speed (m/s)."""
+PROXY_RATE_HZ: Final = 50.0
+"""The proxy is computed on the stream decimated to about this rate (plenty for 3 Hz)."""
+REST_CORRECTION_SHARE: Final = 0.3
+"""A still run is a rest when the velocity it would set to zero is at most this share of
+the movement's speed before it (or under ``rest_velocity_mps``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,148 +113,83 @@ class VerticalMotion:
 
 
 @dataclass(frozen=True, slots=True)
-class RestSettings:
-    """How rest is detected from raw IMU samples (see the module docstring)."""
+class MotionSettings:
+    """How velocity is found from the motion itself (see the module docstring)."""
 
-    window_s: float = 0.12
-    """Centred window every sample of which must look still."""
-    gyro_rest_rad_s: float = 0.1
-    """Bound on the window's mean angular rate, rad/s: above any zero-rate offset (±2 °/s)."""
-    gyro_steady_rad_s: float = 0.02
-    """Bound on the window's mean rate minus the offset measured at the previous rest."""
-    gyro_spread_rad_s: float = 0.02
-    """Bound on the rate's deviation from its window mean (white noise is ~0.002 rad/s)."""
-    accel_norm_tolerance: float = 1.2
-    """Bound on | |a| - g | at rest, m/s²: offset and sensitivity errors of ~100 mg pass."""
-    accel_norm_rest: float = 0.25
-    """Bound on the change of |a| from the previous rest, m/s²: the offset turns with the part."""
-    accel_norm_hold: float = 0.08
-    """Bound on the change of |a| within one rest, m/s² (smoothed noise is ~0.01)."""
-    accel_range_rest: float = 0.12
-    """Bound on the range (max - min) of each smoothed accelerometer axis in the window, m/s²."""
-    velocity_rest_mps: float = 0.05
-    """A rest is only believed where the uncorrected velocity is this small (m/s) ..."""
-    velocity_drift_mps_per_s: float = 0.06
-    """... plus this much per second since the previous rest (the drift allowed)."""
-    min_rest_s: float = 0.15
-    """A rest is believed once it has lasted this long (a bottom pause can be 0.2 s)."""
-    long_still_s: float = 0.5
-    """Stillness this long is rest whatever the velocity (no lift holds an acceleration)."""
+    stillness: StillnessSettings = field(default_factory=StillnessSettings)
+    level_s: float = 10.0
+    """The stream's first this many seconds are held back while the gyroscope's offset is
+    measured over them (left to an offset still being found, the AHRS measured the first
+    reps tens of centimetres off)."""
+    proxy_history_s: float = 20.0
+    """The turnaround proxy is computed over this much of the newest stream."""
+    proxy_lag_s: float = 3.0
+    """A turnaround is taken once this much stream follows it: the proxy's filter (0.15 Hz)
+    settles over about that long, and a turn taken sooner moves."""
+    swing_m: float = 0.02
+    """Whatever the recording's typical swing, a turn reverses by at least this (m)."""
+    min_rest_s: float = 0.3
+    """A still run this long is a rest when the velocity stays small along it."""
+    rest_velocity_mps: float = 0.05
+    rest_span_s: float = 4.0
+    """Between two rests this close (s) the movement's drift is taken out between them
+    alone: turns found in between are less exact zeros than the rests."""
+    max_phase_s: float = 12.0
+    """A stretch with no turnaround or rest this long is cut where it was slowest."""
 
     def __post_init__(self) -> None:
         for name in (
-            "window_s",
-            "gyro_rest_rad_s",
-            "gyro_steady_rad_s",
-            "gyro_spread_rad_s",
-            "accel_norm_tolerance",
-            "accel_norm_rest",
-            "accel_norm_hold",
-            "accel_range_rest",
-            "velocity_rest_mps",
-            "velocity_drift_mps_per_s",
+            "level_s",
+            "proxy_history_s",
+            "proxy_lag_s",
+            "swing_m",
             "min_rest_s",
-            "long_still_s",
+            "rest_velocity_mps",
+            "rest_span_s",
+            "max_phase_s",
         ):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
-                raise ValueError(f"RestSettings.{name} = {value!r}: must be a positive number")
+                raise ValueError(f"MotionSettings.{name} = {value!r}: must be a positive number")
+        if self.proxy_history_s < 2 * self.proxy_lag_s:
+            raise ValueError(
+                f"MotionSettings.proxy_history_s = {self.proxy_history_s!r} must be at least "
+                f"twice proxy_lag_s = {self.proxy_lag_s!r}"
+            )
 
 
-@dataclass(frozen=True, slots=True)
-class _Judged:
-    """Samples with their window statistics, ready for the sequential rest decision."""
-
-    t: FloatArray  # (m,) s
-    az: FloatArray  # (m,) earth vertical acceleration, m/s²
-    norm: FloatArray  # (m,) |a|, m/s²
-    rate: FloatArray  # (m, 3) angular rate, rad/s
-    still: BoolArray  # (m,) the window looks still
-    norm_hi: FloatArray  # (m,) window max of |a|
-    norm_lo: FloatArray  # (m,) window min of |a|
-    rate_mean: FloatArray  # (m, 3) window mean of the angular rate
-
-    def part(self, start: int) -> _Judged:
-        """The samples from ``start`` on."""
-        return _Judged(*(getattr(self, f)[start:] for f in _JUDGED_FIELDS))
-
-    def join(self, other: _Judged) -> _Judged:
-        """These samples followed by ``other``'s."""
-        return _Judged(
-            *(np.concatenate([getattr(self, f), getattr(other, f)]) for f in _JUDGED_FIELDS)
-        )
-
-
-_JUDGED_FIELDS: Final = ("t", "az", "norm", "rate", "still", "norm_hi", "norm_lo", "rate_mean")
-
-
-@dataclass
 class VerticalVelocityEstimator:
-    """Streaming: IMU batches in; drift-corrected vertical velocity and height out.
+    """Streaming: IMU batches in; vertical velocity and height out, phase by phase.
 
-    Samples are finalised movement by movement. Feed consecutive batches with
-    :meth:`update`; each call returns the samples finished so far (a movement is finished
-    once the rest after it is believed, so output may lag by the movement in progress).
-    :meth:`flush` at the end returns the rest. The concatenated output equals
-    :func:`vertical_motion` on the whole recording, whatever the batch sizes. How rest is
-    told is in the module docstring; the state is held in the instance.
+    Feed consecutive batches with :meth:`update`; each call returns the samples finalised
+    so far (see the module docstring for when that is). :meth:`flush` at the end returns
+    the rest. The concatenated output equals :func:`vertical_motion` on the whole
+    recording, whatever the batch sizes. State is held in the instance.
     """
 
-    sample_rate_hz: float
-    settings: RestSettings = field(default_factory=RestSettings)
-    _tracker: OrientationTracker = field(init=False, repr=False)
-    # Until the sensor first holds still: the still run in progress, held back (t, a, ω).
-    _level: StillRun | None = field(init=False, repr=False)
-    _held: tuple[FloatArray, FloatArray, FloatArray] = field(init=False, repr=False)
-    _half: int = field(init=False, repr=False)
-    _smooth: int = field(init=False, repr=False)
-    _long: int = field(init=False, repr=False)
-    _min_rest: int = field(init=False, repr=False)
-    # Raw features (|a|, smoothed ax, ay, az, ωx, ωy, ωz) and the earth vertical
-    # acceleration, kept from h samples before the first sample without a window verdict.
-    _feat: FloatArray = field(init=False, repr=False)
-    _feat_t: FloatArray = field(init=False, repr=False)
-    _feat_az: FloatArray = field(init=False, repr=False)
-    _feat_first: int = field(init=False, repr=False)  # global index of _feat[0]
-    _decided: int = field(init=False, repr=False)  # samples with a window verdict so far
-    _accel_tail: FloatArray = field(init=False, repr=False)  # raw accel for the smoothing
-    # The sequential part: rest or movement, and the movement not yet output.
-    _started: bool = field(init=False, repr=False)
-    _in_rest: bool = field(init=False, repr=False)
-    _g_refs: tuple[float, ...] = field(init=False, repr=False)  # |a| at recent rests, m/s²
-    _offset: float = field(init=False, repr=False)  # vertical accel at the previous rest
-    _gyro_ref: FloatArray | None = field(init=False, repr=False)  # rate offset, (3,) rad/s
-    _run: FloatArray = field(init=False, repr=False)  # this rest: Σ|a|, Σaz, Σω (3), n
-    _rest_norm: float = field(init=False, repr=False)  # |a| where this rest began, m/s²
-    _anchor: tuple[float, float] = field(init=False, repr=False)  # (t, az) where v = 0
-    _pending: _Judged | None = field(init=False, repr=False)  # moving, not yet output
-    _z: float = field(init=False, repr=False)  # height of the last output sample, m
+    def __init__(self, sample_rate_hz: float, settings: MotionSettings | None = None) -> None:
+        if not (math.isfinite(sample_rate_hz) and 1.0 <= sample_rate_hz <= 10_000.0):
+            raise ValueError(f"sample rate {sample_rate_hz!r} Hz is outside 1..10000 Hz")
+        self.sample_rate_hz = rate = float(sample_rate_hz)
+        self.settings = s = settings or MotionSettings()
+        self._still = StillnessDetector(rate, s.stillness)
+        self._tracker: OrientationTracker | None = None
+        self._held: list[tuple[FloatArray, StillnessBlock]] = []
+        self._times = np.empty(0)  # times of samples given to the stillness detector, unjudged
+        self._last_t = -math.inf
+        self._step = max(1, round(rate / PROXY_RATE_HZ))
+        self._lag = max(1, round(s.proxy_lag_s * rate))
+        # The newest stream: from proxy_history_s before the anchor (or the start) on.
+        self._t = np.empty(0)
+        self._a = np.empty(0)  # vertical acceleration, m/s²
+        self._quiet = np.empty(0, dtype=bool)
+        self._first = 0  # global index of the buffer's first sample
+        self._anchor = 0  # global index of the last finalised point (velocity 0 there)
+        self._height = 0.0  # height at the anchor, m
+        self._bias = 0.0  # the last phase's acceleration bias, m/s² (for the live value)
+        self._anchor_at_rest = False
 
-    def __post_init__(self) -> None:
-        self._tracker = OrientationTracker(self.sample_rate_hz)
-        rate = self.sample_rate_hz
-        self._level = StillRun(max(1, round(LEVEL_ON_S * rate)))
-        self._held = (np.empty(0), np.empty((0, 3)), np.empty((0, 3)))
-        self._half = max(1, round(0.5 * self.settings.window_s * rate))
-        self._smooth = max(1, round(rate / 100.0))
-        self._long = max(1, round(self.settings.long_still_s * rate))
-        self._feat = np.empty((0, 7))
-        self._feat_t = np.empty(0)
-        self._feat_az = np.empty(0)
-        self._feat_first = 0
-        self._decided = 0
-        self._accel_tail = np.empty((0, 3))
-        self._started = False
-        self._in_rest = False
-        self._g_refs = ()
-        self._offset = 0.0
-        self._gyro_ref = None
-        self._run = np.zeros(6)
-        self._rest_norm = G
-        self._anchor = (0.0, 0.0)
-        self._pending = None
-        self._min_rest = max(1, round(self.settings.min_rest_s * rate))
-        self._z = 0.0
+    # -- input -----------------------------------------------------------------------------
 
     def update(self, t: npt.ArrayLike, accel: npt.ArrayLike, gyro: npt.ArrayLike) -> VerticalMotion:
         """Take a batch: ``t`` (n,) s increasing, ``accel`` (n, 3) m/s², ``gyro`` (n, 3) rad/s.
@@ -270,329 +205,245 @@ class VerticalVelocityEstimator:
             )
         if len(t) == 0:
             return VerticalMotion.empty()
-        t, accel, gyro, earth = self._fuse(t, accel, gyro)
-        if len(t):
-            self._add_features(t, accel, gyro, earth[:, 2])
-        return self._advance(final=False)
-
-    def _fuse(
-        self, t: FloatArray, accel: FloatArray, gyro: FloatArray
-    ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
-        """The samples ready for the analysis, with their earth-frame acceleration (n, 3).
-
-        Until the sensor first holds still the samples of a still run in progress are
-        held back: once the run is long enough the AHRS is levelled on it (its
-        initialisation spent on the run's mean), and the run's samples are fused after
-        that. A session started while the bar moves would otherwise measure its first
-        rest's vertical acceleration some tenths of a m/s² off, and the first rep with it.
-        """
-        level = self._level
-        if level is None:
-            _, earth = self._tracker.update(accel, gyro)
-            return t, accel, gyro, earth
-        k = level.feed(accel, gyro)
-        held_t, held_a, held_g = self._held
-        t = np.concatenate([held_t, t])
-        accel = np.concatenate([held_a, accel])
-        gyro = np.concatenate([held_g, gyro])
-        if k is None:
-            ready = len(t) - min(level.run, len(t))
-            self._held = (t[ready:], accel[ready:], gyro[ready:])
-            _, earth = self._tracker.update(accel[:ready], gyro[:ready])
-            return t[:ready], accel[:ready], gyro[:ready], earth
-        self._level = None
-        self._held = (np.empty(0), np.empty((0, 3)), np.empty((0, 3)))
-        start = len(held_t) + k - level.length  # the run's first sample
-        _, before = self._tracker.update(accel[:start], gyro[:start])
-        self._tracker = OrientationTracker(self.sample_rate_hz)
-        self._tracker.prime(accel[start : start + level.length].mean(axis=0))
-        _, after = self._tracker.update(accel[start:], gyro[start:])
-        return t, accel, gyro, np.concatenate([before, after])
-
-    def _add_features(
-        self, t: FloatArray, accel: FloatArray, gyro: FloatArray, az: FloatArray
-    ) -> None:
-        """Smooth the accelerometer and keep the window features of new samples."""
-        # Causal moving average over `smooth` samples: about the same noise at any rate.
-        k = self._smooth
-        history = np.concatenate([self._accel_tail, accel])
-        n_new, n_old = len(accel), len(self._accel_tail)
-        if n_old >= k - 1:
-            # Every sample has its k - 1 predecessors (all but the first batch): the same
-            # sums in the same order as below, without the bookkeeping.
-            total = history[n_old:] + 0.0
-            for lag in range(1, k):
-                total += history[n_old - lag : n_old - lag + n_new]
-            smoothed = total / float(k)
-        else:
-            total = np.zeros((n_new, 3))
-            count = np.zeros(n_new)
-            for lag in range(k):  # summed lag by lag: the same rounding whatever the batching
-                idx = np.arange(n_old, n_old + n_new) - lag
-                have = idx >= 0
-                total[have] += history[idx[have]]
-                count += have
-            smoothed = total / count[:, None]
-        self._accel_tail = history[len(history) - (k - 1) :] if k > 1 else np.empty((0, 3))
-        feat = np.empty((n_new, 7))
-        feat[:, 0] = vector_norm(smoothed, axis=1)
-        feat[:, 1:4] = smoothed
-        feat[:, 4:7] = gyro
-        self._feat = np.concatenate([self._feat, feat])
-        self._feat_t = np.concatenate([self._feat_t, t])
-        self._feat_az = np.concatenate([self._feat_az, az])
+        if t[0] <= self._last_t or (len(t) > 1 and np.any(np.diff(t) <= 0)):
+            raise ValueError("sample times must increase strictly within and across batches")
+        self._last_t = float(t[-1])
+        self._times = np.concatenate([self._times, t])
+        return VerticalMotion.concatenate(
+            [self._on_block(block) for block in self._still.push(accel, gyro)]
+        )
 
     def flush(self) -> VerticalMotion:
         """End of the recording: return every sample still held back."""
-        held_t, held_a, held_g = self._held
-        if len(held_t):
-            _, earth = self._tracker.update(held_a, held_g)
-            self._add_features(held_t, held_a, held_g, earth[:, 2])
-            self._held = (np.empty(0), np.empty((0, 3)), np.empty((0, 3)))
-        out = self._advance(final=True)
-        if self._pending is None:
-            return out
-        # The recording ends moving: no rest after it to correct the drift with.
-        t = np.concatenate([[self._anchor[0]], self._pending.t])
-        v = self._uncorrected(t, np.concatenate([[self._anchor[1]], self._pending.az]))
-        tail = self._moving(t, v)
-        self._pending = None
-        return VerticalMotion.concatenate([out, tail])
-
-    def live(self) -> tuple[float, float, float] | None:
-        """The latest judged sample for a live view: (t s, velocity m/s, height m).
-
-        Inside a movement the velocity is not yet drift-corrected (that needs the rest
-        after it) and the height is where the movement started; at rest, the final values.
-        None before any sample has been judged.
-        """
-        if not self._started:
-            return None
-        if self._pending is None or len(self._pending.t) == 0:
-            return self._anchor[0], 0.0, self._z
-        t = np.concatenate([[self._anchor[0]], self._pending.t])
-        v = self._uncorrected(t, np.concatenate([[self._anchor[1]], self._pending.az]))
-        return float(t[-1]), float(v[-1]), self._z
-
-    # -- window verdicts -------------------------------------------------------------------
-
-    def _advance(self, *, final: bool) -> VerticalMotion:
-        """Judge every sample whose window is complete (all, if final), then integrate."""
-        h = self._half
-        total = self._feat_first + len(self._feat)
-        stop = total if final else total - h  # global index one past the last decidable
-        if stop <= self._decided:
-            return VerticalMotion.empty()
-        lo = self._decided - self._feat_first
-        count = stop - self._decided
-        feat = self._feat
-        # Near the ends of the recording a window is the part of it that exists: the edge
-        # samples are repeated.
-        left = max(0, h - lo)
-        right = h if final else 0
-        padded = np.concatenate(
-            [np.repeat(feat[:1], left, axis=0), feat, np.repeat(feat[-1:], right, axis=0)]
-        )
-        start = lo - h + left
-        span = padded[start : start + count + 2 * h]
-        win = windows(span, 2 * h + 1)
-        s = self.settings
-        # Extremes over windows read fastest feature by feature (rows of the transpose);
-        # they are exact in any order, unlike the mean below, which keeps its layout.
-        by_feature = windows(np.ascontiguousarray(span.T), 2 * h + 1, axis=1)
-        top, bottom = by_feature[:4].max(axis=2), by_feature[:4].min(axis=2)
-        spread = (top[1:4] - bottom[1:4]).max(axis=0)
-        norm_hi, norm_lo = top[0], bottom[0]
-        rate_mean = win[:, 4:7].mean(axis=2)
-        # |ω - mean| over each window: the squares of x, y, z added in that order, as
-        # vector_norm does.
-        dev = by_feature[4:7] - rate_mean.T[:, :, None]
-        dev *= dev
-        rate_spread = np.sqrt(dev.sum(axis=0)).max(axis=1)
-        still = (
-            (vector_norm(rate_mean, axis=1) < s.gyro_rest_rad_s)
-            & (rate_spread < s.gyro_spread_rad_s)
-            & (spread < s.accel_range_rest)
-            & (np.maximum(norm_hi - G, G - norm_lo) < s.accel_norm_tolerance)
-            & (norm_hi - norm_lo < 2.0 * s.accel_norm_hold)
-        )
-        sl = slice(lo, lo + count)
-        out = self._sequential(
-            _Judged(
-                self._feat_t[sl],
-                self._feat_az[sl],
-                feat[sl, 0],
-                feat[sl, 4:7],
-                still,
-                norm_hi,
-                norm_lo,
-                rate_mean,
-            )
-        )
-        self._decided = stop
-        keep = max(0, self._decided - h - self._feat_first)
-        self._feat = self._feat[keep:]
-        self._feat_t = self._feat_t[keep:]
-        self._feat_az = self._feat_az[keep:]
-        self._feat_first += keep
-        return out
-
-    # -- rest and movement, in sample order ------------------------------------------------
-
-    def _steady(self, j: _Judged, pos: int) -> BoolArray:
-        """Still-looking samples from ``pos`` on, checked against the last rest's offsets."""
-        ok = j.still[pos:]
-        if self._gyro_ref is not None:
-            drift = vector_norm(j.rate_mean[pos:] - self._gyro_ref, axis=1)
-            ok = ok & (drift < self.settings.gyro_steady_rad_s)
-        return ok
-
-    def _sequential(self, j: _Judged) -> VerticalMotion:
-        """Split judged samples into rests and movements; return those now final."""
-        parts: list[VerticalMotion] = []
-        s = self.settings
-        pos = 0
-        if not self._started:
-            # The first sample anchors the first movement: velocity 0, height 0.
-            self._started = True
-            self._anchor = (float(j.t[0]), float(j.az[0]))
-            parts.append(VerticalMotion(j.t[:1], np.zeros(1), np.zeros(1), np.zeros(1, bool)))
-            pos = 1
-        while pos < len(j.t):
-            if self._in_rest:
-                # A rest lasts while |a| stays where it began: a slow lift can start with
-                # an acceleration too gradual for the window test alone.
-                ref = self._rest_norm
-                ok = self._steady(j, pos)
-                ok = ok & (
-                    np.maximum(j.norm_hi[pos:] - ref, ref - j.norm_lo[pos:]) < s.accel_norm_hold
-                )
-                ends = np.flatnonzero(~ok)
-                k = pos + (int(ends[0]) if len(ends) else len(ok))
-                if k > pos:
-                    size = k - pos
-                    self._run[0] += float(j.norm[pos:k].sum())
-                    self._run[1] += float(j.az[pos:k].sum())
-                    self._run[2:5] += j.rate[pos:k].sum(axis=0)
-                    self._run[5] += size
-                    parts.append(
-                        VerticalMotion(
-                            j.t[pos:k], np.zeros(size), np.full(size, self._z), np.ones(size, bool)
-                        )
-                    )
-                    self._anchor = (float(j.t[k - 1]), float(j.az[k - 1]))
-                if k == len(j.t):
-                    break
-                # The rest is over: what it measured is the reference for the next one.
-                if self._run[5] > 0:
-                    mean = self._run / self._run[5]
-                    self._g_refs = (*self._g_refs[1 - G_REFERENCES :], float(mean[0]))
-                    self._offset = float(mean[1])
-                    self._gyro_ref = mean[2:5].copy()
-                self._in_rest = False
-                pos = k
-                continue
-            # Moving: the movement ends where a believable rest begins.
-            mv = j.part(pos) if self._pending is None else self._pending.join(j.part(pos))
-            first = self._rest_start(mv, seen=len(mv.t) - (len(j.t) - pos))
-            if first is None:
-                self._pending = mv
-                break
-            mv_t = np.concatenate([[self._anchor[0]], mv.t[: first + 1]])
-            v = self._uncorrected(mv_t, np.concatenate([[self._anchor[1]], mv.az[: first + 1]]))
-            if mv_t[-1] > mv_t[0]:
-                # The velocity is 0 at both rests: the drift between them goes linearly.
-                v = v - v[-1] * (mv_t - mv_t[0]) / (mv_t[-1] - mv_t[0])
-            parts.append(self._moving(mv_t[:-1], v[:-1], close=float(mv_t[-1])))
-            # The rest's |a|: the middle of the band its first samples kept to.
-            band = slice(first, first + self._min_rest)
-            self._rest_norm = 0.5 * float(mv.norm_hi[band].max() + mv.norm_lo[band].min())
-            self._in_rest = True
-            self._run = np.zeros(6)
-            self._pending = None
-            # Go on from the rest's first sample, which may lie in an earlier batch.
-            j, pos = mv.part(first), 0
+        parts = [self._on_block(block) for block in self._still.flush()]
+        if self._tracker is None and self._held:
+            parts += self._level()
+        parts.append(self._finalise(final=True))
         return VerticalMotion.concatenate(parts)
 
-    def _rest_start(self, mv: _Judged, seen: int = 0) -> int | None:
-        """Index (into the moving samples) of the first sample of a believable rest, if any.
+    def live(self) -> tuple[float, float, float] | None:
+        """The latest sample for a live view: (t s, velocity m/s, height m), or None.
 
-        The velocity is integrated from the anchor (the previous rest, v = 0). A rest must look
-        still for ``min_rest_s`` with |a| in a narrow band, and where it begins the velocity
-        integrated since the anchor must be near zero and |a| as at the previous rest --
-        unless the stillness has lasted ``long_still_s``. ``seen``: the first ``seen``
-        samples were searched before and held no decision.
+        Inside a phase the velocity is integrated from the last turnaround with the last
+        phase's bias, not yet drift-corrected; the phase's final values come later.
+        """
+        lo = self._anchor - self._first
+        if len(self._t) == 0 or lo >= len(self._t) - 1:
+            return None
+        t, a = self._t[lo:], self._a[lo:] - self._bias
+        v = cumulative_trapezoid(a, t)
+        z = cumulative_trapezoid(v, t)
+        return float(t[-1]), float(v[-1]), self._height + float(z[-1])
+
+    # -- attitude --------------------------------------------------------------------------
+
+    def _on_block(self, block: StillnessBlock) -> VerticalMotion:
+        n = len(block.still)
+        t, self._times = self._times[:n], self._times[n:]
+        if self._tracker is None:
+            self._held.append((t, block))
+            if sum(len(b.still) for _, b in self._held) < self.settings.level_s * self.sample_rate_hz:
+                return VerticalMotion.empty()
+            return VerticalMotion.concatenate(self._level())
+        self._append(t, self._vertical(block), block.still)
+        return self._finalise(final=False)
+
+    def _level(self) -> list[VerticalMotion]:
+        """Level the AHRS on the quietest held block, then fuse every held block."""
+        # Levelled on the first quiet block: the AHRS fuses the held blocks from there on
+        # (one at another pose would start it that far off). Quiet: within twice the
+        # quietest block's spread.
+        quietest = min(b.accel_spread for _, b in self._held)
+        start = next(i for i, (_, b) in enumerate(self._held) if b.accel_spread <= 2 * quietest)
+        self._tracker = OrientationTracker(self.sample_rate_hz)
+        self._tracker.prime(self._held[start][1].accel.mean(axis=0))
+        held, self._held = self._held, []
+        # The offset as measured over all of them, not as it stood at each block.
+        offset = self._still.gyro_offset
+        assert offset is not None
+        out = []
+        for t, b in held:
+            self._append(t, self._vertical(replace(b, gyro_offset=offset)), b.still)
+            out.append(self._finalise(final=False))
+        return out
+
+    def _vertical(self, block: StillnessBlock) -> FloatArray:
+        assert self._tracker is not None
+        _, earth = self._tracker.update(block.accel, block.gyro - block.gyro_offset)
+        return earth[:, 2].copy()
+
+    def _append(self, t: FloatArray, accel: FloatArray, still: BoolArray) -> None:
+        self._t = np.concatenate([self._t, t])
+        self._a = np.concatenate([self._a, accel])
+        self._quiet = np.concatenate([self._quiet, still])
+
+    # -- phases ----------------------------------------------------------------------------
+
+    def _finalise(self, *, final: bool) -> VerticalMotion:
+        """Output every phase that ends at a settled turnaround or rest."""
+        n = len(self._t)
+        lo = self._anchor - self._first
+        if n - lo < 2:
+            return VerticalMotion.empty()
+        settled = n - 1 if final else n - 1 - self._lag
+        if settled <= lo:
+            return VerticalMotion.empty()
+        turns, velocity = self._turns()
+        rests = self._rests(lo, settled, velocity)
+        parts: list[VerticalMotion] = []
+        points: list[tuple[int, int | None]] = sorted(
+            [(k, None) for k in turns if lo + self._step <= k <= settled]
+            + [(r0, r1) for r0, r1 in rests],
+            key=lambda item: item[0],
+        )
+        span = self.settings.rest_span_s
+        i = 0
+        while i < len(points):
+            lo = self._anchor - self._first
+            point, rest_end = points[i]
+            if (rest_end is None and point <= lo) or (rest_end is not None and rest_end <= lo):
+                i += 1
+                continue
+            if self._anchor_at_rest and rest_end is None:
+                # From a rest, the next rest close enough ends one movement: its drift
+                # is taken out between two exact zeros, not at the turns in between.
+                nxt = next((j for j in range(i, len(points)) if points[j][1] is not None), None)
+                if nxt is not None and self._t[points[nxt][0]] - self._t[lo] <= span:
+                    i = nxt
+                    continue
+                if nxt is None and not final and self._t[settled] - self._t[lo] < span:
+                    break  # a rest may yet come: wait for it
+            if rest_end is None:
+                parts.append(self._phase(lo, point))
+            else:
+                if point > lo:
+                    parts.append(self._phase(lo, point))
+                parts.append(self._rest(max(lo, point), rest_end))
+            i += 1
+        lo = self._anchor - self._first
+        if final and lo < n - 1:
+            parts.append(self._phase(lo, n - 1, open_end=not self._quiet[-1]))
+            parts.append(self._tail())
+        elif self._t[settled] - self._t[lo] > self.settings.max_phase_s:
+            # No turn, no rest for so long: cut where the body moved least.
+            quietest = lo + 1 + int(np.argmin(np.abs(velocity[lo + 1 : settled + 1])))
+            parts.append(self._phase(lo, quietest))
+        self._trim()
+        return VerticalMotion.concatenate(parts)
+
+    def _turns(self) -> tuple[list[int], FloatArray]:
+        """Turnarounds (buffer indices) and the proxy's velocity (n,) m/s."""
+        step = self._step
+        a = self._a
+        n = len(a)
+        # Decimate by block means (the proxy only needs rates up to 3 Hz).
+        m = n // step
+        coarse = a[: m * step].reshape(m, step).mean(axis=1) if m else np.empty(0)
+        rate = self.sample_rate_hz / step
+        proxy = height_proxy(coarse, rate)
+        velocity_coarse = np.gradient(proxy, 1.0 / rate) if len(proxy) > 1 else np.zeros(m)
+        velocity = np.interp(np.arange(n), np.arange(m) * step + 0.5 * (step - 1), velocity_coarse) if m else np.zeros(n)
+        swing = max(self.settings.swing_m, SWING_SHARE * typical_swing(proxy))
+        turns = []
+        for k in swing_extremes(proxy, swing):
+            # Back to the full rate: the extreme of the integrated block it lies in.
+            lo, hi = max(0, (k - 1) * step), min(n, (k + 2) * step)
+            local = cumulative_trapezoid(cumulative_trapezoid(a[lo:hi] - a[lo:hi].mean(), self._t[lo:hi]), self._t[lo:hi])
+            turns.append(lo + int(np.argmax(local) if proxy[k] >= proxy[max(k - 1, 0)] else np.argmin(local)))
+        # Two extremes of the coarse proxy can land on one sample; a turn needs a phase.
+        out: list[int] = []
+        for k in sorted(set(turns)):
+            if not out or k - out[-1] >= self._step:
+                out.append(k)
+        return out, velocity
+
+    def _rests(self, lo: int, settled: int, proxy: FloatArray) -> list[tuple[int, int]]:
+        """Still runs of min_rest_s in (lo, settled] along which the body is not moving.
+
+        An accelerometer cannot tell a steady eccentric from a hold; the velocity can.
+        Either of two estimates must stay under ``rest_velocity_mps`` all along the run:
+        the velocity integrated from the anchor (zero there) with the last phase's bias,
+        or the proxy's drift-free one (``proxy`` (n,) m/s). A steady eccentric moves in
+        both; a hold after a turnaround found a little off is still in one of them.
         """
         s = self.settings
-        size = self._min_rest
-        n = len(mv.t)
-        if n < size:
-            return None
-        if seen and not self._steady(mv, seen).any():
-            # A rest is decided at a still sample that completes its run; none of the new
-            # samples is still, and the ones before decided nothing: nothing can be new.
-            return None
-        ok = self._steady(mv, 0)
-        hi, lo = mv.norm_hi, mv.norm_lo
-        t = np.concatenate([[self._anchor[0]], mv.t])
-        az = np.concatenate([[self._anchor[1]], mv.az])
-        runs = run_lengths(ok, 0)
-        band_hi = windows(hi, size).max(axis=1)  # window e .. e + size - 1
-        band_lo = windows(lo, size).min(axis=1)
-        steady = (runs[size - 1 :] >= size) & (band_hi - band_lo < 2.0 * s.accel_norm_hold)
-        v = self._uncorrected(t, az)[1 : n - size + 2]
-        elapsed = t[1 : n - size + 2] - t[0]
-        # The offset may have changed since the last rest (it turns with the part): take the
-        # new one from the candidate rest itself, as if it had held since the anchor.
-        csum = np.concatenate([[0.0], np.cumsum(mv.az - self._offset)])
-        change = (csum[size:] - csum[:-size]) / size
-        v = v - change * elapsed
-        believable = np.abs(v) < s.velocity_rest_mps + s.velocity_drift_mps_per_s * elapsed
-        if self._g_refs:
-            # |a| as at one of the recent rests (top and bottom of a lift differ a little
-            # as the offset turns with the part): not a flat spot of a lift's acceleration.
-            near = np.zeros(n - size + 1, dtype=bool)
-            for g in self._g_refs:
-                off = np.maximum(hi[: n - size + 1] - g, g - lo[: n - size + 1])
-                near |= off < s.accel_norm_rest
-            believable &= near
-        # Each start is decided at the sample that completes its test: min_rest_s on for a
-        # believable rest, long_still_s on for a long one. The first decision wins, so a
-        # stream judged batch by batch picks the same start as the whole recording.
-        starts = np.arange(n - size + 1)
-        decided = np.where(steady & believable, starts + size - 1, n)
-        if n >= self._long:
-            long_run = np.zeros(n - size + 1, dtype=bool)
-            # ... with |a| in a narrow band all along: a slow lift's steady push is not.
-            long_hi = windows(hi, self._long).max(axis=1)
-            long_lo = windows(lo, self._long).min(axis=1)
-            long_run[: n - self._long + 1] = (runs[self._long - 1 :] >= self._long) & (
-                long_hi - long_lo < 2.0 * s.accel_norm_hold
-            )
-            decided = np.where(
-                steady & long_run, np.minimum(decided, starts + self._long - 1), decided
-            )
-        best = int(np.argmin(decided))
-        return best if decided[best] < n else None
+        quiet = self._quiet[: settled + 1].copy()
+        quiet[: lo + 1] = False
+        if not quiet.any():
+            return []
+        t, a = self._t[lo : settled + 1], self._a[lo : settled + 1] - self._bias
+        velocity = np.zeros(settled + 1)
+        velocity[lo:] = cumulative_trapezoid(a, t)
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], quiet.astype(np.int8), [0]])))
+        need = max(2, round(s.min_rest_s * self.sample_rate_hz))
+        out = []
+        for r0, r1 in zip(edges[::2], edges[1::2] - 1, strict=True):
+            long_enough = r1 - r0 + 1 >= need or (r1 == settled and self._anchor_at_rest)
+            if not long_enough:
+                continue
+            run = velocity[r0 : r1 + 1]
+            # Still means the velocity holds (an accelerometer sees no change) ...
+            steady = float(np.abs(run - run[0]).max()) < s.rest_velocity_mps
+            # ... and it holds at zero: by the drift-free proxy, or by the integral from
+            # the anchor, whose small error (a turnaround found a little off) would be
+            # a small correction beside the movement before it. A steady eccentric moves
+            # as fast as the movement it is part of.
+            before = float(np.abs(velocity[lo : r0 + 1]).max()) if r0 > lo else 0.0
+            zero = float(np.abs(proxy[r0 : r1 + 1]).max()) < s.rest_velocity_mps or abs(
+                float(run[0])
+            ) < max(s.rest_velocity_mps, REST_CORRECTION_SHARE * before)
+            if steady and zero:
+                out.append((int(r0), int(r1)))
+        return out
 
-    def _uncorrected(self, t: FloatArray, az: FloatArray) -> FloatArray:
-        """Velocity from t[0] (v = 0 there), the last rest's offset removed; trapezoids."""
-        a = az - self._offset
-        return np.concatenate([[0.0], np.cumsum(0.5 * (a[1:] + a[:-1]) * np.diff(t))])
+    def _phase(self, lo: int, hi: int, *, open_end: bool = False) -> VerticalMotion:
+        """Samples lo..hi-1 of a phase that starts and ends at zero velocity (unless open)."""
+        t = self._t[lo : hi + 1]
+        a = self._a[lo : hi + 1]
+        v = cumulative_trapezoid(a, t)
+        span = float(t[-1] - t[0])
+        if open_end:
+            v = cumulative_trapezoid(a - self._bias, t)
+        elif span > 0:
+            self._bias = float(v[-1]) / span
+            v = v - v[-1] * (t - t[0]) / span
+        z = self._height + cumulative_trapezoid(v, t)
+        out = VerticalMotion(t[:-1].copy(), v[:-1], z[:-1], np.zeros(len(t) - 1, dtype=bool))
+        self._height = float(z[-1])
+        self._anchor = self._first + hi
+        self._anchor_at_rest = False
+        return out
 
-    def _moving(self, t: FloatArray, v: FloatArray, close: float | None = None) -> VerticalMotion:
-        """Moving samples t[1:] with velocities v[1:] (t[0] is the output anchor, v[0] = 0).
+    def _rest(self, lo: int, hi: int) -> VerticalMotion:
+        """Samples lo..hi-1 at rest: velocity 0, height held."""
+        size = hi - lo
+        out = VerticalMotion(
+            self._t[lo:hi].copy(), np.zeros(size), np.full(size, self._height), np.ones(size, bool)
+        )
+        self._bias = float(np.mean(self._a[lo : hi + 1]))
+        self._anchor = self._first + hi
+        self._anchor_at_rest = True
+        return out
 
-        Heights continue from the anchor's; ``close`` is the time of the sample after them,
-        a rest (v = 0) that takes the final height.
-        """
-        z = self._z + np.concatenate([[0.0], np.cumsum(0.5 * (v[1:] + v[:-1]) * np.diff(t))])
-        if close is not None:
-            self._z = float(z[-1] + 0.5 * v[-1] * (close - t[-1]))
-        else:
-            self._z = float(z[-1])
-        size = len(t) - 1
-        return VerticalMotion(t[1:], v[1:], z[1:], np.zeros(size, bool))
+    def _tail(self) -> VerticalMotion:
+        """The stream's last sample (each phase leaves its end to the next)."""
+        i = len(self._t) - 1
+        out = VerticalMotion(
+            self._t[i:].copy(), np.zeros(1), np.full(1, self._height), self._quiet[i:].copy()
+        )
+        self._anchor = self._first + len(self._t)
+        return out
+
+    def _trim(self) -> None:
+        keep_from = self._anchor - self._first - round(
+            self.settings.proxy_history_s * self.sample_rate_hz
+        )
+        keep_from = min(keep_from, len(self._t) - 1)
+        if keep_from > 0:
+            self._t = self._t[keep_from:]
+            self._a = self._a[keep_from:]
+            self._quiet = self._quiet[keep_from:]
+            self._first += keep_from
 
 
 def vertical_motion(
@@ -600,13 +451,13 @@ def vertical_motion(
     accel: npt.ArrayLike,
     gyro: npt.ArrayLike,
     sample_rate_hz: float,
-    settings: RestSettings | None = None,
+    settings: MotionSettings | None = None,
 ) -> VerticalMotion:
     """Batch form of :class:`VerticalVelocityEstimator` (the same answers, one call).
 
     ``t`` (n,) s, ``accel`` (n, 3) m/s² and ``gyro`` (n, 3) rad/s in the sensor frame.
     """
-    est = VerticalVelocityEstimator(sample_rate_hz, settings or RestSettings())
+    est = VerticalVelocityEstimator(sample_rate_hz, settings)
     head = est.update(t, accel, gyro)
     return VerticalMotion.concatenate([head, est.flush()])
 

@@ -1,0 +1,110 @@
+"""Where a lift turns: the tops and bottoms of the vertical movement, found without drift.
+
+Integrated twice, a vertical acceleration with a bias of 0.05 m/s² drifts by metres in
+half a minute, but a rep is a swing of a few tenths of a metre every one to five
+seconds. Band-passed to those rates (a second-order Butterworth, 0.15-3 Hz, forwards
+and backwards so that nothing shifts in time), the doubly integrated acceleration keeps
+the swings and loses the drift: :func:`height_proxy`. Its tops and bottoms are found
+with hysteresis (:func:`swing_extremes`): an extreme counts once the proxy has come
+back from it by a share of the recording's own typical swing (:func:`typical_swing`),
+so a footstep or the wobble of a bar carried slowly down is not taken for a turn.
+
+The proxy's heights are not metres of travel (the filter bends slow and fast lifts
+differently); it says *where* the velocity is zero, and the velocity between two such
+points is then integrated from the acceleration itself
+(:mod:`sensorhub.analysis.velocity`). Units: s, m/s², m.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+from scipy.signal import butter, sosfiltfilt
+
+__all__ = [
+    "BAND_HZ",
+    "cumulative_trapezoid",
+    "height_proxy",
+    "swing_extremes",
+    "typical_swing",
+]
+
+FloatArray = npt.NDArray[np.float64]
+
+BAND_HZ: Final = (0.15, 3.0)
+"""The rates a rep lives in: a five-second squat to a 0.3 s touch-and-go bounce."""
+SWING_SHARE: Final = 0.3
+"""A turn must reverse by this share of the typical swing ..."""
+SWING_QUANTILE: Final = 0.75
+"""... the typical swing being this quantile of the swings the proxy makes."""
+NOISE_SWING_M: Final = 0.01
+"""Swings of the proxy smaller than this are not counted as swings at all (m)."""
+
+
+def cumulative_trapezoid(y: FloatArray, t: FloatArray) -> FloatArray:
+    """Running trapezoid integral of ``y`` over ``t`` (n,), 0 at the first sample."""
+    out = np.zeros(len(y))
+    if len(y) > 1:
+        np.cumsum(0.5 * (y[1:] + y[:-1]) * np.diff(t), out=out[1:])
+    return out
+
+
+def height_proxy(accel: FloatArray, rate_hz: float) -> FloatArray:
+    """The band-passed double integral of a vertical acceleration (n,) m/s² at ``rate_hz``.
+
+    Zero-phase: an extreme of the proxy lies where the movement turned. Needs at least a
+    few samples; shorter input comes back as zeros.
+    """
+    n = len(accel)
+    out = np.zeros(n)
+    if n < 8:
+        return out
+    low, high = BAND_HZ
+    high = min(high, 0.45 * rate_hz)
+    band = butter(2, [low, high], btype="band", fs=rate_hz, output="sos")
+    highpass = butter(2, low, btype="high", fs=rate_hz, output="sos")
+    pad = min(n - 1, 3 * 2 * (len(band) + 1))
+    velocity = np.cumsum(accel - float(np.mean(accel))) / rate_hz
+    velocity = sosfiltfilt(band, velocity - float(np.mean(velocity)), padlen=pad)
+    height = np.cumsum(velocity) / rate_hz
+    pad = min(n - 1, 3 * 2 * (len(highpass) + 1))
+    out[:] = sosfiltfilt(highpass, height - float(np.mean(height)), padlen=pad)
+    return out
+
+
+def swing_extremes(height: FloatArray, swing_m: float) -> list[int]:
+    """Indices of the alternating extremes of ``height`` that reverse by at least ``swing_m``.
+
+    An extreme is reported once the height has come back from it by ``swing_m``; a last
+    extreme not yet confirmed so is left out.
+    """
+    if not math.isfinite(swing_m) or swing_m <= 0:
+        raise ValueError(f"swing_m = {swing_m!r}: must be a positive distance")
+    out: list[int] = []
+    z = height.tolist()
+    hi = lo = 0
+    state = 0  # 0: no direction yet, 1: rising (looking for a top), -1: falling
+    for i in range(1, len(z)):
+        zi = z[i]
+        if state >= 0 and zi > z[hi]:
+            hi = i
+        if state <= 0 and zi < z[lo]:
+            lo = i
+        if state >= 0 and zi < z[hi] - swing_m:
+            out.append(hi)
+            state, lo = -1, i
+        elif state <= 0 and zi > z[lo] + swing_m:
+            out.append(lo)
+            state, hi = 1, i
+    return out
+
+
+def typical_swing(height: FloatArray) -> float:
+    """The recording's own typical swing of the proxy (m); 0 when it never swings."""
+    ext = swing_extremes(height, NOISE_SWING_M)
+    if len(ext) < 2:
+        return 0.0
+    return float(np.quantile(np.abs(np.diff(height[ext])), SWING_QUANTILE))
