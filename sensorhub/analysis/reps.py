@@ -142,6 +142,9 @@ FIT_WINDOW_S: Final = 0.5
 """... and at most this long before the speed reaches it (s): a slow rep starts slowly."""
 FIT_STEP_S: Final = 0.001
 """Resolution of the fitted end times (s)."""
+MIN_PEAK_MPS: Final = 0.15
+"""A concentric peaks at least this fast (m/s): even a maximal grind does; a lifter
+straightening up after the set, or the bar settling on the rack, rises slower."""
 MIN_PHASE_M: Final = 0.02
 """A phase must travel this far to count (m); fidgets and footsteps travel less."""
 PARTIAL_FRACTION: Final = 0.7
@@ -292,6 +295,7 @@ class RepDetector:
             reps += self._close(self._start, end, cut=True)
         if self._candidate is not None:
             reps += self._finish_squat(None)
+        reps += self._finish_at_lockout()
         self._t, self._v, self._z, self._raw = np.empty(0), np.empty(0), np.empty(0), np.empty(0)
         self._rest = np.empty(0, dtype=bool)
         self._start = self._scanned = self._hi = self._lo = 0
@@ -527,10 +531,29 @@ class RepDetector:
         returns = down.cut or abs(rise - drop) <= lim.return_tolerance * max(rise, drop)
         return (
             lim.min_rom_m <= rise <= lim.max_rom_m
+            and up.peak >= MIN_PEAK_MPS
             and returns
             and lim.min_concentric_s <= up.t1 - up.t0 <= lim.max_concentric_s
             and lim.min_eccentric_s <= down.t1 - down.t0 <= lim.max_eccentric_s
         )
+
+    def _finish_at_lockout(self) -> list[Rep]:
+        """Up-first lifts: a recording that ends in the lockout of a full concentric
+        ends with that rep done; its eccentric is left out of the record."""
+        up, self._pending_up = self._pending_up, None
+        if up is None or self.limits.down_first or not len(self._t):
+            return []
+        end = float(self._t[-1])
+        lim = self.limits
+        if not (
+            lim.min_rom_m <= up.travel <= lim.max_rom_m
+            and up.peak >= MIN_PEAK_MPS
+            and lim.min_concentric_s <= up.t1 - up.t0 <= lim.max_concentric_s
+            and lim.min_lockout_s <= end - up.t1 <= lim.max_lockout_s
+        ):
+            return []
+        down = _Phase(False, end, end, up.z1, up.z1, 0.0, 0.0, None, cut=True)
+        return [self._make(up, down, up.t1, end)]
 
     def _thrust_shape(self, up: _Phase, down: _Phase) -> bool:
         hold = down.t0 - up.t1

@@ -70,10 +70,10 @@ TRANSDUCER_REST_MPS: Final = 2.0 * TRANSDUCER_NOISE_MPS
 """A transducer sample counts as at rest below this speed (m/s)."""
 PROXY_RATE_HZ: Final = 50.0
 """The proxy is computed on the stream decimated to about this rate (plenty for 3 Hz)."""
-REST_CORRECTION_SHARE: Final = 0.3
-"""A still run is a rest when the velocity it would set to zero is at most this share of
-the movement's speed before it (or under ``rest_velocity_mps``)."""
-
+PROXY_REST_SHARE: Final = 4.0
+"""Where the integral says a still run is at rest, the proxy may move up to this many
+times ``rest_velocity_mps`` (its filter bends a hold after a rise); a slow, steady
+eccentric that only looks still moves faster than that in the proxy."""
 
 @dataclass(frozen=True, slots=True)
 class VerticalMotion:
@@ -321,9 +321,11 @@ class VerticalVelocityEstimator:
                 parts.append(self._rest(max(lo, point), rest_end))
             i += 1
         lo = self._anchor - self._first
-        if final and lo < n - 1:
-            parts.append(self._phase(lo, n - 1, open_end=not self._quiet[-1]))
-            parts.append(self._tail())
+        if final:
+            if lo < n - 1:
+                parts.append(self._phase(lo, n - 1, open_end=not self._quiet[-1]))
+            if self._anchor - self._first == n - 1:
+                parts.append(self._tail())  # each phase leaves its end to the next
         elif self._t[settled] - self._t[lo] > self.settings.max_phase_s:
             # No turn, no rest for so long: cut where the body moved least.
             quietest = lo + 1 + int(np.argmin(np.abs(velocity[lo + 1 : settled + 1])))
@@ -360,11 +362,11 @@ class VerticalVelocityEstimator:
     def _rests(self, lo: int, settled: int, proxy: FloatArray) -> list[tuple[int, int]]:
         """Still runs of min_rest_s in (lo, settled] along which the body is not moving.
 
-        An accelerometer cannot tell a steady eccentric from a hold; the velocity can.
-        Either of two estimates must stay under ``rest_velocity_mps`` all along the run:
-        the velocity integrated from the anchor (zero there) with the last phase's bias,
-        or the proxy's drift-free one (``proxy`` (n,) m/s). A steady eccentric moves in
-        both; a hold after a turnaround found a little off is still in one of them.
+        An accelerometer cannot tell a steady eccentric from a hold; the velocity can:
+        the proxy's drift-free velocity (``proxy`` (n,) m/s) must stay under
+        ``rest_velocity_mps`` all along the run, or under PROXY_REST_SHARE times that
+        while the velocity integrated from the anchor (zero there, with the last phase's
+        bias) stays under it.
         """
         s = self.settings
         quiet = self._quiet[: settled + 1].copy()
@@ -382,17 +384,14 @@ class VerticalVelocityEstimator:
             if not long_enough:
                 continue
             run = velocity[r0 : r1 + 1]
-            # Still means the velocity holds (an accelerometer sees no change) ...
-            steady = float(np.abs(run - run[0]).max()) < s.rest_velocity_mps
-            # ... and it holds at zero: by the drift-free proxy, or by the integral from
-            # the anchor, whose small error (a turnaround found a little off) would be
-            # a small correction beside the movement before it. A steady eccentric moves
-            # as fast as the movement it is part of.
-            before = float(np.abs(velocity[lo : r0 + 1]).max()) if r0 > lo else 0.0
-            zero = float(np.abs(proxy[r0 : r1 + 1]).max()) < s.rest_velocity_mps or abs(
-                float(run[0])
-            ) < max(s.rest_velocity_mps, REST_CORRECTION_SHARE * before)
-            if steady and zero:
+            # A still-looking run is at rest when the drift-free proxy stands still along
+            # it; or when it nearly does (its filter bends a hold after a rise) and the
+            # velocity integrated from the anchor holds at zero along it. A slow, steady
+            # eccentric looks as still to an accelerometer, but moves in the proxy.
+            drift_free = float(np.abs(proxy[r0 : r1 + 1]).max())
+            near = drift_free < PROXY_REST_SHARE * s.rest_velocity_mps
+            integral_zero = float(np.abs(run).max()) < s.rest_velocity_mps
+            if drift_free < s.rest_velocity_mps or (near and integral_zero):
                 out.append((int(r0), int(r1)))
         return out
 
