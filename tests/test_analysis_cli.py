@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,8 @@ from firmware_protocol.virtual.motion import Trajectory
 from firmware_protocol.virtual.scenario import Scenario
 from sensorhub.analysis.athlete import AthleteAnalyzer
 from sensorhub.analysis.events import RepCompleted, SetCompleted, TiltUpdate, VelocityUpdate
+from sensorhub.analysis.exercises import EXERCISES
+from sensorhub.cli import build_parser
 
 
 def measure(traj: Trajectory, body: str, rate: float, seed: int) -> tuple[np.ndarray, ...]:
@@ -164,3 +167,22 @@ def test_evaluate_live_takes_a_live_sessions_path() -> None:
         assert figures[exercise]["tilt_rmse_deg"] <= 1.0, figures[exercise]
         assert figures[exercise]["tilt_verdict_accuracy"] == 1.0, figures[exercise]
     assert figures["squat"]["tilt_rmse_deg"] is None
+
+
+def test_every_exercise_is_offered_by_the_cli_and_the_command_schema() -> None:
+    schema = json.loads(
+        resources.files("sensorhub.mqtt").joinpath("schemas/command.json").read_text()
+    )
+    enums = [
+        prop["enum"]
+        for branch in schema["oneOf"]
+        for name, prop in branch["properties"].items()
+        if name == "exercise"
+    ]
+    assert enums
+    assert all(enum == list(EXERCISES) for enum in enums)
+    for exercise in EXERCISES:
+        args = build_parser().parse_args(
+            ["analyze", "x.csv", "--role", "bar", "--exercise", exercise]
+        )
+        assert args.exercise == exercise

@@ -10,14 +10,13 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sensorhub.analysis.exercises import EXERCISES
+
 if TYPE_CHECKING:
     from sensorhub.analysis.athlete import AthleteAnalyzer
     from sensorhub.analysis.recording import Segment
     from sensorhub.analysis.reps import Rep
     from sensorhub.analysis.sets import SetSummary
-
-EXERCISE_CHOICES = ("hip_thrust", "squat", "deadlift")
-
 
 def add_parsers(commands: Any) -> None:
     """Add analyze and evaluate to the CLI."""
@@ -30,7 +29,7 @@ def add_parsers(commands: Any) -> None:
     )
     analyze.add_argument("file", type=Path)
     analyze.add_argument("--role", required=True, choices=("bar", "pelvis"))
-    analyze.add_argument("--exercise", required=True, choices=EXERCISE_CHOICES)
+    analyze.add_argument("--exercise", required=True, choices=EXERCISES)
     analyze.add_argument("--accel-unit", choices=("g", "m/s2"), default="m/s2")
     analyze.add_argument("--gyro-unit", choices=("deg/s", "rad/s"), default="rad/s")
     analyze.add_argument("--load-kg", type=float, default=None, help="for mean power")
