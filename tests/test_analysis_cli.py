@@ -330,3 +330,23 @@ def test_analyze_says_why_it_found_no_reps(tmp_path: Path) -> None:
     result = run("analyze", str(path), "--role", "bar", "--exercise", "deadlift", "--json")
     assert result.returncode == 1
     assert "hardly moves" in json.loads(result.stdout)["no_reps_reason"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--recordings", "{dir}", "--sets", "2", "--live"], "--sets, --live apply to the model"),
+        (["--set-gap-s", "30"], "--set-gap-s applies to --recordings"),
+        (["--recordings", "{dir}", "--set-gap-s", "2"], "allowed 6 to 3600 s"),
+        (["--recordings", "{dir}"], "labels.csv, line 2: reps 'ten' is not a whole number"),
+    ],
+)
+def test_evaluate_recordings_misuse_is_a_clear_error(
+    tmp_path: Path, extra: list[str], message: str
+) -> None:
+    (tmp_path / "a.csv").write_text("t,ax,ay,az,gx,gy,gz\n")
+    (tmp_path / "labels.csv").write_text("file,role,exercise,reps\na.csv,bar,squat,ten\n")
+    result = run("evaluate", *(arg.format(dir=tmp_path) for arg in extra))
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr

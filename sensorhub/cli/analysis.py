@@ -1,4 +1,4 @@
-"""``sensorhub analyze`` (a recording) and ``sensorhub evaluate`` (accuracy against truth)."""
+"""``sensorhub analyze`` (a recording) and ``sensorhub evaluate`` (accuracy: models, labels)."""
 
 # ruff: noqa: PLC0415 - the analysis (numpy, SciPy) is imported by the commands that run it
 
@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from sensorhub.analysis.exercises import EXERCISES
+from sensorhub.errors import ConfigError
 from sensorhub.registry import ROLES
 
 if TYPE_CHECKING:
@@ -48,20 +49,32 @@ def add_parsers(commands: Any) -> None:
 
     evaluate_parser = commands.add_parser(
         "evaluate",
-        help="accuracy of the analysis on a randomised corpus from the sensor models",
+        help="accuracy of the analysis on a randomised corpus from the sensor models, or on "
+        "your own labelled recordings",
+        description="Without --recordings: accuracy on a randomised corpus from the sensor "
+        "models, against their ground truth. With --recordings DIR: accuracy on the "
+        "recordings in DIR against DIR/labels.csv (per file: role, exercise, units, reps "
+        "and optionally per-rep reference velocities; see the README).",
     )
     evaluate_parser.add_argument(
-        "--sets", type=int, default=60, help="sets per exercise (default 60; 240 in all)"
+        "--recordings",
+        type=Path,
+        metavar="DIR",
+        help="a folder of recordings (CSV, as analyze takes) with labels.csv beside them",
     )
-    evaluate_parser.add_argument("--seed", type=int)  # default: EVALUATION_SEED, in run_evaluate
-    evaluate_parser.add_argument("--rate", type=float, default=200.0, help="IMU rate, Hz")
+    evaluate_parser.add_argument(
+        "--sets", type=int, help="model corpus: sets per exercise (default 60; 240 in all)"
+    )
+    evaluate_parser.add_argument("--seed", type=int, help="model corpus: its seed")
+    evaluate_parser.add_argument("--rate", type=float, help="model corpus: IMU rate, Hz (200)")
     evaluate_parser.add_argument(
         "--live",
         action="store_true",
-        help="as a live session: started at a random moment before the first rep, the "
-        "pelvis on the neutral pairing stored (default: from the recording's start, "
+        help="model corpus, as a live session: started at a random moment before the first "
+        "rep, the pelvis on the neutral pairing stored (default: from the recording's start, "
         "tilt's neutral measured on its opening bridge)",
     )
+    evaluate_parser.add_argument("--set-gap-s", type=float, help=f"--recordings: {SET_GAP_HELP}")
     evaluate_parser.add_argument("--workers", type=int, default=2, help="processes (default 2)")
     evaluate_parser.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate_parser.set_defaults(run=run_evaluate)
@@ -225,19 +238,57 @@ async def run_analyze(args: argparse.Namespace) -> int:
 
 
 async def run_evaluate(args: argparse.Namespace) -> int:
-    """Run the evaluation corpus and print the figures."""
+    """Run the evaluation (model corpus or labelled recordings) and print the figures."""
+    if args.workers < 1:
+        raise ConfigError(f"--workers {args.workers}: give 1 or more processes")
+    if args.recordings is not None:
+        return _evaluate_recordings(args)
+    if args.set_gap_s is not None:
+        raise ConfigError("--set-gap-s applies to --recordings (the model corpus has its own)")
     from sensorhub.analysis.evaluate import EVALUATION_SEED, evaluate, format_table
 
     figures = evaluate(
-        args.sets,
+        60 if args.sets is None else args.sets,
         seed=EVALUATION_SEED if args.seed is None else args.seed,
-        rate_hz=args.rate,
+        rate_hz=200.0 if args.rate is None else args.rate,
         live=args.live,
         workers=args.workers,
-        progress=lambda line: print(line, file=sys.stderr, flush=True),
+        progress=_progress,
     )
     if args.json:
         print(json.dumps(figures, indent=2))
     else:
         print(format_table(figures))
+    return 0
+
+
+def _progress(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _evaluate_recordings(args: argparse.Namespace) -> int:
+    """Score the labelled recordings of a folder; status 1 if a file could not be analysed."""
+    corpus_only = {"--sets": args.sets, "--seed": args.seed, "--rate": args.rate}
+    given = [name for name, value in corpus_only.items() if value is not None]
+    if args.live:
+        given.append("--live")
+    if given:
+        raise ConfigError(
+            f"{', '.join(given)} apply to the model corpus, not to --recordings: leave them out"
+        )
+    from sensorhub.analysis.analyze import check_set_gap_s
+    from sensorhub.analysis.labelled import evaluate_recordings, format_report
+
+    gap = None if args.set_gap_s is None else check_set_gap_s(args.set_gap_s)
+    report = evaluate_recordings(
+        args.recordings, set_gap_s=gap, workers=args.workers, progress=_progress
+    )
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    failed = report["all"]["failed"]
+    if failed:
+        print(
+            f"sensorhub: {failed} file(s) could not be analysed; their lines say why",
+            file=sys.stderr,
+        )
+        return 1
     return 0
