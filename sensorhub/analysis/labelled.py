@@ -462,37 +462,37 @@ def format_report(report: dict[str, Any]) -> str:
             what = "set aside" if entry["status"] == "set_aside" else "FAILED"
             lines.append(f"{name}   {what}: {entry['reason']}")
     groups = {**report["by_exercise"], "all": report["all"]}
-    rows = [
-        ("files scored", "files", None),
-        ("sets counted exactly", "exact_set_rate", "%"),
-        ("within one rep", "within_one_rep_rate", "%"),
-        ("reps expected / found", None, None),
-        ("rep count error, mean |e|", "rep_count_mae", None),
-        ("rep count error, mean", "rep_count_bias", None),
-        ("MCV RMSE (reps)", "mcv_rmse_mps", "mcv_reps"),
-        ("MCV bias", "mcv_bias_mps", None),
-        ("peak velocity RMSE (reps)", "peak_velocity_rmse_mps", "peak_velocity_reps"),
-        ("ROM RMSE (reps)", "rom_rmse_m", "rom_reps"),
-        ("set aside / failed", None, None),
-    ]
     lines += ["", f"{'figure':<28}" + "".join(f"{name:>22}" for name in groups)]
-    for title, key, extra in rows:
-        cells = [f"{_cell(figures, title, key, extra):>22}" for figures in groups.values()]
-        lines.append(f"{title:<28}" + "".join(cells))
+    for title, cell in _ROWS:
+        lines.append(
+            f"{title:<28}" + "".join(f"{cell(figures):>22}" for figures in groups.values())
+        )
     return "\n".join(lines)
 
 
-def _cell(figures: dict[str, Any], title: str, key: str | None, extra: str | None) -> str:
-    if title.startswith("reps expected"):
-        return f"{figures['expected_reps']} / {figures['found_reps']}"
-    if title.startswith("set aside"):
-        return f"{figures['set_aside']} / {figures['failed']}"
-    assert key is not None
-    value = figures.get(key)
-    if value is None:
-        return "—"
-    if extra == "%":
-        return f"{value * 100:.1f} %"
-    if extra is not None:
-        return f"{value} ({figures[extra]})"
-    return str(value)
+def _value(key: str, spec: str, count: str | None = None) -> Callable[[dict[str, Any]], str]:
+    """A cell: the figure ``key`` formatted by ``spec`` (``%``: a rate), with a count."""
+
+    def cell(figures: dict[str, Any]) -> str:
+        value = figures.get(key)
+        if value is None:
+            return "—"
+        text = f"{value * 100:.1f} %" if spec == "%" else f"{value:{spec}}"
+        return f"{text} ({figures[count]})" if count else text
+
+    return cell
+
+
+_ROWS: Final[tuple[tuple[str, Callable[[dict[str, Any]], str]], ...]] = (
+    ("files scored", _value("files", "d")),
+    ("sets counted exactly", _value("exact_set_rate", "%")),
+    ("within one rep", _value("within_one_rep_rate", "%")),
+    ("reps expected / found", lambda f: f"{f['expected_reps']} / {f['found_reps']}"),
+    ("rep count error, mean |e|", _value("rep_count_mae", ".2f")),
+    ("rep count error, mean", _value("rep_count_bias", "+.2f")),
+    ("MCV RMSE, m/s (reps)", _value("mcv_rmse_mps", ".3f", "mcv_reps")),
+    ("MCV bias, m/s", _value("mcv_bias_mps", "+.3f")),
+    ("peak velocity RMSE, m/s", _value("peak_velocity_rmse_mps", ".3f", "peak_velocity_reps")),
+    ("ROM RMSE, m (reps)", _value("rom_rmse_m", ".3f", "rom_reps")),
+    ("set aside / failed", lambda f: f"{f['set_aside']} / {f['failed']}"),
+)
