@@ -4,11 +4,11 @@ A folder of recordings (CSV files as ``sensorhub analyze`` takes them) and, besi
 ``labels.csv``: one line per recording, written by hand or exported from a linear
 position transducer's or a motion-capture system's software::
 
-    # Squats on the GymAware, 12 May. Lines starting with # are comments.
-    file,role,exercise,reps,mcv_mps,peak_velocity_mps,note
-    squat_100kg.csv,bar,squat,3,0.61;0.58;0.52,1.10;1.04;0.97,belt on
-    hip_thrust.csv,pelvis,hip_thrust,8,,,
-    warmup.csv,bar,squat,,,,"set aside: phone in pocket"
+    # Squats on the transducer, 12 May. Lines starting with # are comments.
+    file,role,exercise,reps,mcv_mps,peak_velocity_mps,accel_unit,set_aside,note
+    squat_100kg.csv,bar,squat,3,0.61;0.58;0.52,1.10;1.04;0.97,,,"belt on, 100 kg"
+    thrust.csv,pelvis,hip_thrust,8,,,g,,
+    warmup.csv,bar,squat,,,,,the sensor slipped on the bar,
 
 Columns (the header line names them, in any order; cells may be left empty):
 
