@@ -350,3 +350,27 @@ def test_evaluate_recordings_misuse_is_a_clear_error(
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_drop_out_inside_a_set_neither_splits_it_nor_loses_the_neutral(tmp_path: Path) -> None:
+    path = tmp_path / "pelvis.csv"
+    traj = write_model_csv(path, TIPPING_HIP_THRUST, "pelvis", 24)
+    second_set = [rep for rep in traj.truth.reps if rep.t_start > traj.truth.sets[0].t_end]
+    lost = (second_set[0].t_end, second_set[0].t_end + 1.5)  # the link drops for 1.5 s
+    lines = path.read_text().splitlines()
+    kept = [lines[0]] + [
+        line for line in lines[1:] if not lost[0] < float(line.split(",")[0]) < lost[1]
+    ]
+    path.write_text("\n".join(kept) + "\n")
+    result = analyze_recording(path, role="pelvis", exercise="hip_thrust")
+    assert result.segments == 2
+    assert len(result.sets) == 2
+    after = [found for found in result.reps if found.rep.t_start > lost[1]]
+    assert after
+    # The second stretch goes on from the first one's neutral and axis: tilt at once, and
+    # the tip into anterior tilt at lockout still shows against the first set's lockouts.
+    first_set = [found.tilt for found in result.reps if found.set_index == 1]
+    tilts = [found.tilt for found in after]
+    assert all(tilt is not None for tilt in tilts + first_set)
+    good = min(tilt.lockout_deg for tilt in first_set if tilt is not None)
+    assert all(tilt.lockout_deg < good - 5 for tilt in tilts if tilt is not None)
