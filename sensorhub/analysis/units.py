@@ -74,13 +74,15 @@ def unit_problem(
     """The first unit that the values contradict, in words with the fix; None if none.
 
     ``accel`` and ``gyro`` as read, in the units the caller was told; times first, then
-    the accelerometer, then the gyroscope.
+    the accelerometer, then the gyroscope. Values too large to square are no unit's
+    doing: they pass here, for the range check that follows to name them.
     """
-    return (
-        time_unit_problem(t)
-        or accel_unit_problem(accel, gyro, accel_unit=accel_unit)
-        or gyro_unit_problem(gyro, gyro_unit=gyro_unit)
-    )
+    with np.errstate(over="ignore", invalid="ignore"):
+        return (
+            time_unit_problem(t)
+            or accel_unit_problem(accel, gyro, accel_unit=accel_unit)
+            or gyro_unit_problem(gyro, gyro_unit=gyro_unit)
+        )
 
 
 def time_unit_problem(t: FloatArray) -> str | None:
@@ -89,7 +91,7 @@ def time_unit_problem(t: FloatArray) -> str | None:
     if len(steps) == 0:
         return None
     spacing = float(np.median(steps))
-    if spacing < MS_SPACING_MIN:
+    if not math.isfinite(spacing) or spacing < MS_SPACING_MIN:
         return None
     low, high = ANALYSABLE_RATES_HZ
     as_seconds = f"t steps by {spacing:g} (median): as seconds that is {1.0 / spacing:.1f} Hz"
