@@ -46,10 +46,14 @@ from sensorhub.analysis.exercises import EXERCISES
 from sensorhub.ble.spec import check_ble_spec
 from sensorhub.errors import ConfigError
 
-__all__ = ["EXERCISES", "PASSWORD_ENV", "AthleteSettings", "ServiceConfig"]
+__all__ = ["EXERCISES", "PASSWORD_ENV", "SET_GAP_S_LIMITS", "AthleteSettings", "ServiceConfig"]
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 PASSWORD_ENV: Final = "SENSORHUB_MQTT_PASSWORD"  # noqa: S105 - a variable name
+SET_GAP_S_LIMITS: Final = (6.0, 3600.0)
+"""Seconds without a rep that end a set: above the longest pause inside a set (a
+rest-pause starts at 5 s), and at most an hour. The service and the analysis commands
+take the same range."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +123,7 @@ class ServiceConfig:
         _check_range(
             where, "analysis", "velocity_loss_alert_pct", self.velocity_loss_alert_pct, 1, 99
         )
-        _check_range(where, "analysis", "set_gap_s", self.set_gap_s, 6, 3600)
+        _check_range(where, "analysis", "set_gap_s", self.set_gap_s, *SET_GAP_S_LIMITS)
         _check_exercise(where, "session", self.exercise)
         for name, athlete in self.athletes.items():
             if not name.strip() or len(name) > 64:

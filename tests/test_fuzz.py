@@ -183,9 +183,13 @@ def test_analyze_takes_any_csv_or_says_what_is_wrong(
             ["analyze", str(path), "--role", role, "--exercise", "squat", "--accel-unit", unit]
         )
     said = errors.getvalue()
-    assert status in {0, 2}, said
+    assert status in {0, 1, 2}, said
     if status == 2:
         assert said.startswith("sensorhub: error: "), said
+        assert said.count("\n") == 1, said
+    if status == 1:  # analysed, and no rep found: it says why, in one line
+        assert said.startswith("sensorhub: "), said
+        assert ": no reps found: " in said, said
         assert said.count("\n") == 1, said
 
 

@@ -13,16 +13,15 @@ import csv
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Literal
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 
+from sensorhub.analysis.units import AccelUnit, GyroUnit, unit_problem
 from sensorhub.errors import ConfigError
 
 FloatArray = npt.NDArray[np.float64]
-AccelUnit = Literal["g", "m/s2"]
-GyroUnit = Literal["deg/s", "rad/s"]
 COLUMNS: Final = ("t", "ax", "ay", "az", "gx", "gy", "gz")
 G: Final = 9.80665
 MIN_RATE_HZ: Final = 10.0
@@ -39,6 +38,10 @@ MAX_ABS_GYRO: Final = 200.0
 
 class RecordingError(ConfigError):
     """A recording file that cannot be analysed; the message names the file and the fault."""
+
+
+class UnitError(RecordingError):
+    """A recording whose values contradict the units it was given (g as m/s², ms as s)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +106,11 @@ def load_csv(
     if len(rows) < 10:
         raise RecordingError(f"{path} has {len(rows)} samples; at least 10 are needed")
     data = np.asarray(rows, dtype=np.float64)
+    problem = unit_problem(
+        data[:, 0], data[:, 1:4], data[:, 4:7], accel_unit=accel_unit, gyro_unit=gyro_unit
+    )
+    if problem is not None:
+        raise UnitError(f"{path}: {problem}")
     # Huge but finite values would overflow in the unit conversion or the analysis.
     with np.errstate(over="ignore"):
         accel = data[:, 1:4] * (G if accel_unit == "g" else 1.0)

@@ -165,3 +165,68 @@ def _rmse(errors: Sequence[float]) -> float | None:
 
 def _mean(errors: Sequence[float]) -> float | None:
     return round(sum(errors) / len(errors), 4) if errors else None
+
+
+@dataclass
+class CountScore:
+    """Accumulates rep counts and per-rep reference errors over labelled recordings.
+
+    One file is one labelled set: it is counted exactly when the full reps found equal
+    the label's, within one when they differ by one at most. Per-rep errors (found minus
+    reference) come only from files counted exactly, the k-th rep found against the
+    k-th reference: with a rep missed or added, which rep is which is unknown.
+    """
+
+    files: int = 0
+    exact: int = 0
+    within_one: int = 0
+    expected_reps: int = 0
+    found_reps: int = 0
+    count_errors: list[int] = field(default_factory=list)
+    mcv_errors: list[float] = field(default_factory=list)
+    peak_errors: list[float] = field(default_factory=list)
+    rom_errors: list[float] = field(default_factory=list)
+
+    def add_file(self, expected: int, found: int) -> None:
+        """Score one file's rep count."""
+        self.files += 1
+        self.exact += int(found == expected)
+        self.within_one += int(abs(found - expected) <= 1)
+        self.expected_reps += expected
+        self.found_reps += found
+        self.count_errors.append(found - expected)
+
+    def add_rep_errors(
+        self, *, mcv: Iterable[float] = (), peak: Iterable[float] = (), rom: Iterable[float] = ()
+    ) -> None:
+        """Add per-rep errors, found minus reference: m/s for velocities, m for ROM."""
+        self.mcv_errors.extend(mcv)
+        self.peak_errors.extend(peak)
+        self.rom_errors.extend(rom)
+
+    def merge(self, other: CountScore) -> None:
+        """Add another score's files and errors to this one."""
+        for name, value in vars(other).items():
+            setattr(self, name, getattr(self, name) + value)
+
+    def figures(self) -> dict[str, Any]:
+        """The JSON figures ``sensorhub evaluate --recordings --json`` prints."""
+        errors = self.count_errors
+        return {
+            "files": self.files,
+            "exact_set_rate": _ratio(self.exact, self.files),
+            "within_one_rep_rate": _ratio(self.within_one, self.files),
+            "expected_reps": self.expected_reps,
+            "found_reps": self.found_reps,
+            "rep_count_mae": _mean([abs(e) for e in errors]),
+            "rep_count_bias": _mean([float(e) for e in errors]),
+            "mcv_reps": len(self.mcv_errors),
+            "mcv_rmse_mps": _rmse(self.mcv_errors),
+            "mcv_bias_mps": _mean(self.mcv_errors),
+            "peak_velocity_reps": len(self.peak_errors),
+            "peak_velocity_rmse_mps": _rmse(self.peak_errors),
+            "peak_velocity_bias_mps": _mean(self.peak_errors),
+            "rom_reps": len(self.rom_errors),
+            "rom_rmse_m": _rmse(self.rom_errors),
+            "rom_bias_m": _mean(self.rom_errors),
+        }
