@@ -13,8 +13,8 @@ acceleration depends on); spans whose ends turned more than 20° are left out, a
 equations are weighted by how still the ends were and solved by least squares with a
 forgetting time of ``memory_s``. Long spans also make the estimate indifferent to what
 short ones are sensitive to: a gyroscope whose scale is a little off, or whose samples
-are not quite aligned in time with the accelerometer's. Until the first span is complete the estimate is
-the mean rate so far; it stays as a weak prior after that.
+are not quite aligned in time with the accelerometer's. Until the first span is
+complete the estimate is the mean rate so far; it stays as a weak prior after that.
 
 Feed block means in order with :meth:`GyroOffset.add`; the estimate is in
 :attr:`GyroOffset.value`. Units: rad/s, m/s², s.
@@ -125,7 +125,7 @@ class GyroOffset:
         residual = (u1 - u0) / dt + np.cross(omega, u)  # = b × u = -[u]× b
         # Each end's direction is known to about its |a| spread over |a|, less for
         # being averaged over several blocks; over dt that is the span's rate error.
-        spread = max(max(b[3] for b in head), max(b[3] for b in tail))
+        spread = max(b[3] for b in head + tail)
         sigma = max(spread / (0.5 * (norm0 + norm1)), 1e-4) / (math.sqrt(ends) * dt)
         m = _skew(u)
         w = weight_s / (sigma * sigma)
@@ -160,7 +160,7 @@ class GyroOffset:
         claimed = float(np.linalg.norm(np.cross(mean - self._solve_only(), u0))) * seconds
         if turned > 0.5 * claimed + math.radians(0.5):
             return  # the body turned: not a measurement of the offset
-        sigma = max(max(b[3] for b in run), 1e-4) / math.sqrt(max(1.0, seconds / 0.01))
+        sigma = max(*(b[3] for b in run), 1e-4) / math.sqrt(max(1.0, seconds / 0.01))
         w = 1.0 / (sigma * sigma)
         self._normal += w * np.eye(3)
         self._rhs += w * mean
@@ -171,5 +171,5 @@ class GyroOffset:
     def _solve(self) -> FloatArray:
         prior = self._sum / self._seconds if self._seconds > 0 else np.zeros(3)
         w = 1.0 / (PRIOR_SIGMA * PRIOR_SIGMA)
-        out: FloatArray = np.linalg.solve(self._normal + w * np.eye(3), self._rhs + w * prior)
-        return out
+        out = np.linalg.solve(self._normal + w * np.eye(3), self._rhs + w * prior)
+        return np.asarray(out, dtype=np.float64)

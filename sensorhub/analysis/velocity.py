@@ -75,6 +75,7 @@ PROXY_REST_SHARE: Final = 4.0
 times ``rest_velocity_mps`` (its filter bends a hold after a rise); a slow, steady
 eccentric that only looks still moves faster than that in the proxy."""
 
+
 @dataclass(frozen=True, slots=True)
 class VerticalMotion:
     """Vertical motion of the lifted body at n sample times; z up, SI units.
@@ -242,7 +243,10 @@ class VerticalVelocityEstimator:
         t, self._times = self._times[:n], self._times[n:]
         if self._tracker is None:
             self._held.append((t, block))
-            if sum(len(b.still) for _, b in self._held) < self.settings.level_s * self.sample_rate_hz:
+            if (
+                sum(len(b.still) for _, b in self._held)
+                < self.settings.level_s * self.sample_rate_hz
+            ):
                 return VerticalMotion.empty()
             return VerticalMotion.concatenate(self._level())
         self._append(t, self._vertical(block), block.still)
@@ -290,12 +294,31 @@ class VerticalVelocityEstimator:
             return VerticalMotion.empty()
         turns, velocity = self._turns()
         rests = self._rests(lo, settled, velocity)
-        parts: list[VerticalMotion] = []
         points: list[tuple[int, int | None]] = sorted(
             [(k, None) for k in turns if lo + self._step <= k <= settled]
             + [(r0, r1) for r0, r1 in rests],
             key=lambda item: item[0],
         )
+        parts = self._through(points, settled, final=final)
+        lo = self._anchor - self._first
+        if final:
+            if lo < n - 1:
+                parts.append(self._phase(lo, n - 1, open_end=not self._quiet[-1]))
+            if self._anchor - self._first == n - 1:
+                parts.append(self._tail())  # each phase leaves its end to the next
+        elif self._t[settled] - self._t[lo] > self.settings.max_phase_s:
+            # No turn, no rest for so long: cut where the body moved least.
+            quietest = lo + 1 + int(np.argmin(np.abs(velocity[lo + 1 : settled + 1])))
+            parts.append(self._phase(lo, quietest))
+        self._trim()
+        return VerticalMotion.concatenate(parts)
+
+    def _through(
+        self, points: list[tuple[int, int | None]], settled: int, *, final: bool
+    ) -> list[VerticalMotion]:
+        """The phases (and rests) from the anchor through the sorted ``points``: turns
+        ``(k, None)`` and rests ``(r0, r1)``, buffer indices."""
+        parts: list[VerticalMotion] = []
         span = self.settings.rest_span_s
         i = 0
         while i < len(points):
@@ -320,18 +343,7 @@ class VerticalVelocityEstimator:
                     parts.append(self._phase(lo, point))
                 parts.append(self._rest(max(lo, point), rest_end))
             i += 1
-        lo = self._anchor - self._first
-        if final:
-            if lo < n - 1:
-                parts.append(self._phase(lo, n - 1, open_end=not self._quiet[-1]))
-            if self._anchor - self._first == n - 1:
-                parts.append(self._tail())  # each phase leaves its end to the next
-        elif self._t[settled] - self._t[lo] > self.settings.max_phase_s:
-            # No turn, no rest for so long: cut where the body moved least.
-            quietest = lo + 1 + int(np.argmin(np.abs(velocity[lo + 1 : settled + 1])))
-            parts.append(self._phase(lo, quietest))
-        self._trim()
-        return VerticalMotion.concatenate(parts)
+        return parts
 
     def _turns(self) -> tuple[list[int], FloatArray]:
         """Turnarounds (buffer indices) and the proxy's velocity (n,) m/s."""
@@ -344,14 +356,22 @@ class VerticalVelocityEstimator:
         rate = self.sample_rate_hz / step
         proxy = height_proxy(coarse, rate)
         velocity_coarse = np.gradient(proxy, 1.0 / rate) if len(proxy) > 1 else np.zeros(m)
-        velocity = np.interp(np.arange(n), np.arange(m) * step + 0.5 * (step - 1), velocity_coarse) if m else np.zeros(n)
+        velocity = (
+            np.interp(np.arange(n), np.arange(m) * step + 0.5 * (step - 1), velocity_coarse)
+            if m
+            else np.zeros(n)
+        )
         swing = max(self.settings.swing_m, SWING_SHARE * typical_swing(proxy))
         turns = []
         for k in swing_extremes(proxy, swing):
             # Back to the full rate: the extreme of the integrated block it lies in.
             lo, hi = max(0, (k - 1) * step), min(n, (k + 2) * step)
-            local = cumulative_trapezoid(cumulative_trapezoid(a[lo:hi] - a[lo:hi].mean(), self._t[lo:hi]), self._t[lo:hi])
-            turns.append(lo + int(np.argmax(local) if proxy[k] >= proxy[max(k - 1, 0)] else np.argmin(local)))
+            local = cumulative_trapezoid(
+                cumulative_trapezoid(a[lo:hi] - a[lo:hi].mean(), self._t[lo:hi]), self._t[lo:hi]
+            )
+            turns.append(
+                lo + int(np.argmax(local) if proxy[k] >= proxy[max(k - 1, 0)] else np.argmin(local))
+            )
         # Two extremes of the coarse proxy can land on one sample; a turn needs a phase.
         out: list[int] = []
         for k in sorted(set(turns)):
@@ -434,8 +454,8 @@ class VerticalVelocityEstimator:
         return out
 
     def _trim(self) -> None:
-        keep_from = self._anchor - self._first - round(
-            self.settings.proxy_history_s * self.sample_rate_hz
+        keep_from = (
+            self._anchor - self._first - round(self.settings.proxy_history_s * self.sample_rate_hz)
         )
         keep_from = min(keep_from, len(self._t) - 1)
         if keep_from > 0:
