@@ -19,6 +19,7 @@ from sensorhub.analysis.analyze import analyze_recording
 from sensorhub.analysis.athlete import AthleteAnalyzer
 from sensorhub.analysis.events import RepCompleted, SetCompleted, TiltUpdate, VelocityUpdate
 from sensorhub.analysis.exercises import EXERCISES
+from sensorhub.analysis.velocity import MotionSettings
 from sensorhub.cli import build_parser
 from sensorhub.cli.analysis import format_analysis
 
@@ -74,7 +75,9 @@ def test_rep_events_come_as_each_rep_ends_with_tilt() -> None:
     sets_done += sum(isinstance(e, SetCompleted) for e in analyzer.flush())
     full_reps = sum(1 for r in traj.truth.reps if not r.partial)
     assert len(delays) >= full_reps
-    assert max(delays) < 2.0  # told as soon as the rep is over, not at the end of the set
+    # Told as soon as the rep's turnarounds are certain (MotionSettings.proxy_lag_s of
+    # what follows), not at the end of the set.
+    assert max(delays) < MotionSettings().proxy_lag_s + 1.0
     assert sets_done == len(traj.truth.sets)
     assert tilt_updates > 5 * traj.duration_s  # about 10 a second
     assert 5 * traj.duration_s < len(velocity) <= 10 * traj.duration_s + 1

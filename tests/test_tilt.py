@@ -478,7 +478,9 @@ def test_the_live_tilt_history_takes_its_memory_at_the_start_and_keeps_two_minut
     finally:
         tracemalloc.stop()
     held = TILT_HISTORY_S * rate * 16  # bytes of times and degrees for the whole history
-    assert after - before < 0.25 * held  # the rest: the other state's buffers, sized by the batch
+    # The rest: the other state's buffers, sized by the batch or by a fixed stretch of
+    # stream (the velocity estimator keeps about 23 s of it: ~0.5 of `held` at 200 Hz).
+    assert after - before < 0.75 * held
     times, degrees = analyzer.tilt_trace()
     assert times[-1] == (fed - 1) / rate
     assert TILT_HISTORY_S <= times[-1] - times[0] <= 1.3 * TILT_HISTORY_S

@@ -152,6 +152,9 @@ SET_CONTEXT_S: Final = 45.0
 """Reps closer than this (s) are taken as one set for the partial-rep reference."""
 DEFAULT_HOLD_S: Final = 1.0
 REST_MEMORY_S: Final = 30.0
+"""Rests are remembered this long (s): longer than any lockout that asks for one."""
+REST_JOIN_S: Final = 0.05
+"""Rests this close (s) are one: the estimator leaves a sample between its rest phases."""
 HOLD_AT_REST_S: Final = 0.4
 """A lockout this long (s) must contain rest; shorter ones may be too short to detect."""
 REFERENCE_REPS: Final = 5
@@ -306,10 +309,13 @@ class RepDetector:
         edges = np.flatnonzero(np.diff(np.concatenate([[False], at_rest, [False]]).astype(np.int8)))
         for a, b in zip(edges[::2], edges[1::2], strict=True):
             t0, t1 = float(t[a]), float(t[b - 1])
-            if a == 0 and self._rest_open and self._rests:
+            touching = a == 0 and self._rest_open
+            if self._rests and (touching or t0 - self._rests[-1][1] <= REST_JOIN_S):
                 t0 = self._rests.pop()[0]
             self._rests.append((t0, t1))
         self._rest_open = bool(at_rest[-1])
+        while self._rests and self._rests[0][1] < float(t[0]) - REST_MEMORY_S:
+            self._rests.popleft()
 
     def _rested(self, t0: float, t1: float) -> bool:
         """Whether the body was at rest at some time within [t0, t1]."""
@@ -597,7 +603,7 @@ class RepDetector:
         cand = self._candidate
         assert cand is not None
         self._candidate = None
-        if after is not None and after <= cand.up.t1 + self.limits.max_lockout_s:
+        if after is not None and cand.up.t1 < after <= cand.up.t1 + self.limits.max_lockout_s:
             end = after
         else:
             end = cand.up.t1 + self._typical_hold(cand.up.t0)

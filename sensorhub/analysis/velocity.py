@@ -26,7 +26,8 @@ Method, per block of ``stillness.block_s`` (0.1 s):
        output. A stretch with no turn for ``max_phase_s`` is cut where it was slowest.
 The output therefore lags the input by about ``proxy_lag_s`` plus the phase in progress.
 Every decision is taken at block ends on fixed sample counts, so batches of any size
-give the batch answer (:func:`vertical_motion` is this estimator run once).
+give the batch answer (:func:`vertical_motion` is this estimator run once) with the
+same rests; the velocities agree to a few mm/s (a turn may land a sample apart).
 
 From a bar-velocity sensor (a position transducer) height and velocity are measured
 directly; :func:`transducer_motion` passes them through.
@@ -70,6 +71,9 @@ TRANSDUCER_REST_MPS: Final = 2.0 * TRANSDUCER_NOISE_MPS
 """A transducer sample counts as at rest below this speed (m/s)."""
 PROXY_RATE_HZ: Final = 50.0
 """The proxy is computed on the stream decimated to about this rate (plenty for 3 Hz)."""
+LIVE_SPEED_SHARE: Final = 2.0
+"""The live velocity stays within this many times the proxy's largest speed in the phase
+(the proxy's filter bends speeds down, never up by this much)."""
 PROXY_REST_SHARE: Final = 4.0
 """Where the integral says a still run is at rest, the proxy may move up to this many
 times ``rest_velocity_mps`` (its filter bends a hold after a rise); a slow, steady
@@ -164,8 +168,8 @@ class VerticalVelocityEstimator:
 
     Feed consecutive batches with :meth:`update`; each call returns the samples finalised
     so far (see the module docstring for when that is). :meth:`flush` at the end returns
-    the rest. The concatenated output equals :func:`vertical_motion` on the whole
-    recording, whatever the batch sizes. State is held in the instance.
+    the rest. The concatenated output is :func:`vertical_motion` on the whole recording
+    (to a few mm/s), whatever the batch sizes. State is held in the instance.
     """
 
     def __init__(self, sample_rate_hz: float, settings: MotionSettings | None = None) -> None:
@@ -189,6 +193,7 @@ class VerticalVelocityEstimator:
         self._height = 0.0  # height at the anchor, m
         self._bias = 0.0  # the last phase's acceleration bias, m/s² (for the live value)
         self._anchor_at_rest = False
+        self._proxy_velocity = np.empty(0)  # the proxy's velocity over the buffer, m/s
 
     # -- input -----------------------------------------------------------------------------
 
@@ -226,7 +231,9 @@ class VerticalVelocityEstimator:
         """The latest sample for a live view: (t s, velocity m/s, height m), or None.
 
         Inside a phase the velocity is integrated from the last turnaround with the last
-        phase's bias, not yet drift-corrected; the phase's final values come later.
+        phase's bias, not yet drift-corrected, and held within what the drift-free proxy
+        says the body's speed has been since (a long phase drifts by metres a second);
+        the phase's final values come later.
         """
         lo = self._anchor - self._first
         if len(self._t) == 0 or lo >= len(self._t) - 1:
@@ -234,7 +241,10 @@ class VerticalVelocityEstimator:
         t, a = self._t[lo:], self._a[lo:] - self._bias
         v = cumulative_trapezoid(a, t)
         z = cumulative_trapezoid(v, t)
-        return float(t[-1]), float(v[-1]), self._height + float(z[-1])
+        proxy = self._proxy_velocity[lo:]
+        bound = LIVE_SPEED_SHARE * float(np.abs(proxy).max()) if len(proxy) else math.inf
+        speed = float(np.clip(v[-1], -bound, bound))
+        return float(t[-1]), speed, self._height + float(z[-1])
 
     # -- attitude --------------------------------------------------------------------------
 
@@ -293,6 +303,7 @@ class VerticalVelocityEstimator:
         if settled <= lo:
             return VerticalMotion.empty()
         turns, velocity = self._turns()
+        self._proxy_velocity = velocity
         rests = self._rests(lo, settled, velocity)
         points: list[tuple[int, int | None]] = sorted(
             [(k, None) for k in turns if lo + self._step <= k <= settled]
@@ -462,6 +473,7 @@ class VerticalVelocityEstimator:
             self._t = self._t[keep_from:]
             self._a = self._a[keep_from:]
             self._quiet = self._quiet[keep_from:]
+            self._proxy_velocity = self._proxy_velocity[keep_from:]
             self._first += keep_from
 
 
