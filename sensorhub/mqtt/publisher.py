@@ -36,6 +36,7 @@ import aiomqtt
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from sensorhub.errors import CommandError, ConfigError, SensorhubError
 from sensorhub.mqtt.commands import Command, error_reply, ok_reply, parse_command, reply_ids
@@ -161,12 +162,11 @@ class MqttPublisher:
             "refused": 0,
             "commands": 0,
             "dropped_replies": 0,
+            "refused_retained": 0,
         }
         self._last_error: str | None = None
         self._ever_connected = False
         self._reset_backoff = False
-        self._progress = asyncio.Event()
-        """Set whenever the outbox or the replies shrink (a clean shutdown waits on it)."""
         self._progress = asyncio.Event()
         """Set whenever the outbox or the replies shrink (a clean shutdown waits on it)."""
 
@@ -456,6 +456,7 @@ class MqttPublisher:
     async def _connection(self) -> None:
         """One connection's life: announce, subscribe, then send and receive until it breaks."""
         client = self._client()
+        v5 = self.settings.protocol == "5"
         # In flight by design (outbox window, a live burst, retained and replies): not
         # worth aiomqtt's warning, which it gives above 10.
         client.pending_calls_threshold = OUTBOX_WINDOW + LIVE_BURST + 16
@@ -480,7 +481,13 @@ class MqttPublisher:
             self._mark_retained_dirty(discovery_only=False)
             if self._retained[self.topics.hub_status] == online:
                 del self._dirty[self.topics.hub_status]
-            await client.subscribe(self.topics.commands, qos=1)
+            # MQTT 5 can show the hub a retained command as such even when it arrives live,
+            # so it is refused at once rather than carried out now and refused later.
+            if v5:
+                options = SubscribeOptions(qos=1, retainAsPublished=True)
+                await client.subscribe(self.topics.commands, options=options)
+            else:
+                await client.subscribe(self.topics.commands, qos=1)
             if self._discovery is not None:
                 await client.subscribe(self._discovery.birth_topic, qos=1)
             async with asyncio.TaskGroup() as tasks:
@@ -656,15 +663,36 @@ class MqttPublisher:
                     log.info("MQTT: Home Assistant is online; sending discovery again")
                     self._mark_retained_dirty(discovery_only=True)
             elif topic == self.topics.commands:
-                properties = message.properties
-                response_topic = getattr(properties, "ResponseTopic", None)
-                correlation = getattr(properties, "CorrelationData", None)
-                try:
-                    self._commands.put_nowait((payload, response_topic, correlation))
-                except asyncio.QueueFull:
-                    command_id, name = reply_ids(payload)
-                    busy = f"busy: {MAX_PENDING_COMMANDS} commands are waiting; send it again later"
-                    self._reply(error_reply(command_id, name, busy), response_topic, correlation)
+                self._take_command(message, payload)
+
+    def _take_command(self, message: aiomqtt.Message, payload: bytes) -> None:
+        """Queue a command for the worker, or refuse it at once if it cannot be one."""
+        if not payload:
+            # How a user clears a retained message at the broker: nothing to carry out,
+            # and nothing wrong to answer.
+            return
+        properties = message.properties
+        response_topic = getattr(properties, "ResponseTopic", None)
+        correlation = getattr(properties, "CorrelationData", None)
+        if message.retain:
+            # The broker keeps a retained command and hands it to every hub that connects,
+            # long after it was meant: a stop_session once ended a session started later.
+            self._counts["refused_retained"] += 1
+            refusal = (
+                "refused: the command was sent with the retain flag, so the broker would "
+                "hand it to this hub again on every connection; send commands without "
+                f"retain, and clear this one by publishing an empty retained message to "
+                f"{self.topics.commands}"
+            )
+            log.warning("MQTT: refused a retained command (%d bytes)", len(payload))
+            self._reply(error_reply(*reply_ids(payload), refusal), response_topic, correlation)
+            return
+        try:
+            self._commands.put_nowait((payload, response_topic, correlation))
+        except asyncio.QueueFull:
+            command_id, name = reply_ids(payload)
+            busy = f"busy: {MAX_PENDING_COMMANDS} commands are waiting; send it again later"
+            self._reply(error_reply(command_id, name, busy), response_topic, correlation)
 
     async def _command_worker(self) -> None:
         """Carry out commands one at a time, in the order they came."""
