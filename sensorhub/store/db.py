@@ -389,6 +389,19 @@ class SessionStore:
         self.commit()
         self._mine.discard(session_id)
 
+    def add_athlete(self, session_id: int, name: str, settings: dict[str, Any]) -> None:
+        """Add an athlete who joins a running session (``settings`` as in start_session).
+
+        Adding one who is already in it changes nothing.
+        """
+        exercise, load_kg, gap_s, loss_pct = athlete_settings(name, settings)
+        with self._writing("add an athlete to the session") as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO session_athletes (session_id, athlete_id, exercise, "
+                "load_kg, set_gap_s, velocity_loss_alert_pct) VALUES (?, ?, ?, ?, ?, ?)",
+                (session_id, self._athlete_id(name), exercise, load_kg, gap_s, loss_pct),
+            )
+
     def set_load(self, session_id: int, athlete: str, load_kg: float | None) -> None:
         """Change the load on an athlete's bar (kg; None: unknown) from now on."""
         check_load(athlete, load_kg)
