@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -129,6 +130,72 @@ async def test_state_directory_and_bond_store_are_private(
     assert len(json.loads((state / "bonds.json").read_text())) >= 1
 
 
+def _modes(root: Path) -> dict[str, int]:
+    return {
+        str(path.relative_to(root)): stat.S_IMODE(path.lstat().st_mode)
+        for path in [root, *root.rglob("*")]
+    }
+
+
+async def test_everything_in_the_state_directory_is_its_owner_s_alone(tmp_path: Path) -> None:
+    # Made before this held, or copied in: others may read it; the hub makes it private.
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "hub-address").write_text("C0:11:22:33:44:55\n")
+    (state / "backup").mkdir()
+    (state / "backup" / "sensors.json").write_text("{}\n")
+    for path, mode in ((state, 0o755), (state / "backup", 0o755)):
+        path.chmod(mode)
+    for path in (state / "hub-address", state / "backup" / "sensors.json"):
+        path.chmod(0o644)
+    log = tmp_path / "hub.log"
+    async with Mosquitto(tmp_path) as broker, subscribe(broker.port, f"{BASE}/status") as status:
+        with log.open("ab") as out:
+            hub = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "sensorhub",
+                "run",
+                "--no-ui",
+                "--ble",
+                "virtual",
+                "--broker",
+                broker.url,
+                "--hub-name",
+                "rack1",
+                "--state-dir",
+                str(state),
+                stdout=out,
+                stderr=out,
+            )
+        try:
+            await status.wait_for(lambda m: any(b'"online"' in x.payload for x in m), 60)
+            await wait_for(lambda: "running" in log.read_text(), 30, "the hub to run")
+            # Recording: the session store and the outbox have their WAL and shared memory.
+            wanted = ["sessions.db-wal", "sessions.db-shm", "outbox.db-wal", "outbox.db-shm"]
+            await wait_for(lambda: all((state / n).exists() for n in wanted), 20, "the WALs")
+            running = _modes(state)
+            hub.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(30):
+                code = await hub.wait()
+        finally:
+            if hub.returncode is None:
+                hub.kill()
+                await hub.wait()
+    assert code == 0, log.read_text()[-3000:]
+    assert {"sessions.db", "outbox.db", "hub-address", *wanted} <= set(running)
+    for modes in (running, _modes(state)):
+        directories = {name for name in modes if (state / name).is_dir()}
+        assert {name: modes[name] for name in directories} == dict.fromkeys(directories, 0o700)
+        files = set(modes) - directories
+        assert {name: modes[name] for name in files} == dict.fromkeys(files, 0o600)
+    said = log.read_text()
+    assert "readable by others; made it its owner's alone" in said
+    assert ". 0755" in said
+    assert "hub-address 0644" in said
+    assert "backup/sensors.json 0644" in said
+
+
 _BONDER = """
 import asyncio, sys
 from bumble import keys
@@ -195,10 +262,12 @@ def test_the_hub_address_is_made_once_and_a_damaged_one_is_named(
     assert len(addresses) == 1
     assert (state / "hub-address").read_text().strip() in addresses
     assert sorted(p.name for p in state.iterdir()) == ["hub-address"]
+    assert stat.S_IMODE((state / "hub-address").stat().st_mode) == 0o600
     elsewhere = tmp_path / "no-hard-links"  # e.g. a FAT stick: made by exclusive create
     monkeypatch.setattr(os, "link", _no_hard_links)
     assert hub_address(elsewhere) == hub_address(elsewhere)
     assert sorted(p.name for p in elsewhere.iterdir()) == ["hub-address"]
+    assert stat.S_IMODE((elsewhere / "hub-address").stat().st_mode) == 0o600
     (state / "hub-address").write_text("C0:11:22\n")  # cut short
     with pytest.raises(StateError, match=r"hub-address is damaged.*pair every sensor again"):
         hub_address(state)

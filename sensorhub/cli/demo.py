@@ -52,7 +52,9 @@ def add_parser(commands: Any) -> None:
 
 
 def _demo_state_dir(args: argparse.Namespace) -> Path:
-    state_dir = ensure_state_dir(args.state_dir or default_state_dir() / "demo")
+    # The default lives inside the hub's own state directory: that one is made (private)
+    # first, or creating the demo's would make it with the default mode.
+    state_dir = ensure_state_dir(args.state_dir or ensure_state_dir(default_state_dir()) / "demo")
     for stale in ("sensors.json", "bonds.json"):
         (state_dir / stale).unlink(missing_ok=True)
     return state_dir

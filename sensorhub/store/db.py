@@ -41,6 +41,7 @@ import numpy.typing as npt
 from sensorhub.errors import ConfigError, StateError
 from sensorhub.records import iso
 from sensorhub.registry import RegisteredSensor
+from sensorhub.state import create_private
 from sensorhub.store._errors import state_error
 from sensorhub.store._lock import WriterLock, writer_alive
 from sensorhub.store._rows import (
@@ -129,6 +130,10 @@ class SessionStore:
         # SQLite leaves anything half-created in it.
         self._lock = WriterLock.acquire(self.path)
         try:
+            try:
+                create_private(self.path)
+            except OSError as exc:
+                raise state_error(self.path, "create the session store", exc) from exc
             conn = sqlite3.connect(self.path, isolation_level=None)
             try:
                 mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
