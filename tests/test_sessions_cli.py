@@ -175,11 +175,26 @@ def test_unknown_session_is_a_clear_error(
     assert "Traceback" not in result.stderr
 
 
-def test_no_store_yet_is_a_clear_error(tmp_path: Path, cli: Callable[..., Ran]) -> None:
+def test_no_store_yet_is_a_clear_error(
+    tmp_path: Path, cli: Callable[..., Ran], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SENSORHUB_STATE_DIR", str(tmp_path / "home"))
     result = cli("sessions", "list", "--state-dir", str(tmp_path / "empty"))
     assert result.returncode == 2
     assert "no session store at" in result.stderr
+    # Someone who ran the demo looks for its sessions here: they are elsewhere.
+    demo = tmp_path / "home" / "demo"
+    assert f"the demo keeps its sessions apart, in {demo}" in result.stderr
+    assert f"`sensorhub sessions list --state-dir {demo}`" in result.stderr
     assert not (tmp_path / "empty").exists()  # reading creates nothing
+
+
+def test_an_empty_store_file_is_named_as_such(tmp_path: Path, cli: Callable[..., Ran]) -> None:
+    (tmp_path / "sessions.db").write_bytes(b"")
+    result = cli("sessions", "list", "--state-dir", str(tmp_path))
+    assert result.returncode == 2
+    assert "sessions.db is empty: not a sensorhub session store yet" in result.stderr
+    assert "schema" not in result.stderr  # nothing to upgrade
 
 
 async def test_replay_publishes_to_a_broker(recorded: Recorded, tmp_path: Path) -> None:

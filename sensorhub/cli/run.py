@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sensorhub.cli.sensors import _ble_arg
+from sensorhub.cli.sensors import _ble_arg, seconds_arg
 from sensorhub.config import EXERCISES, ServiceConfig
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ def add_service_options(parser: argparse.ArgumentParser) -> None:
         "broker on localhost); the password comes from $SENSORHUB_MQTT_PASSWORD",
     )
     parser.add_argument("--state-dir", type=Path, help="registry, bonds and sessions")
-    parser.add_argument("--duration", type=float, help="stop after this many seconds")
+    parser.add_argument("--duration", type=seconds_arg, help="stop after this many seconds")
     parser.add_argument("--no-ui", action="store_true", help="plain lines instead of the live view")
     parser.add_argument("--live-rate", type=float, help="tilt/velocity stream rate, Hz (10)")
 

@@ -218,6 +218,13 @@ class SessionStore:
                 version = self._check_identity(conn)
         except sqlite3.Error as exc:
             raise state_error(self.path, "read the session store", exc) from exc
+        if version == 0:
+            # Nothing in it (e.g. zero bytes): no schema to upgrade, nothing recorded.
+            conn.close()
+            raise StateError(
+                f"{self.path} is empty: not a sensorhub session store yet, and no session "
+                "is recorded in it (a recording sensorhub, `sensorhub run`, makes it one)"
+            )
         if version != SCHEMA_VERSION:
             conn.close()
             raise StateError(
