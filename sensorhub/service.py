@@ -144,6 +144,11 @@ class Service:
             self.store = await self._stack.enter_async_context(
                 SessionStore(SessionStore.path_in(self.state_dir))
             )
+            if self._radio is None:
+                # Before anything is announced: a missing radio ends the start at once.
+                self._radio = await self._stack.enter_async_context(
+                    Radio(config.ble, state_dir=self.state_dir)
+                )
             url = config.broker_url
             if url is None:
                 broker = await self._stack.enter_async_context(
@@ -166,10 +171,6 @@ class Service:
                     reconnect_delay_s=self._mqtt_reconnect_delay_s,
                 )
             )
-            if self._radio is None:
-                self._radio = await self._stack.enter_async_context(
-                    Radio(config.ble, state_dir=self.state_dir)
-                )
             self.hub = await self._stack.enter_async_context(
                 Hub(
                     self._radio,
