@@ -82,13 +82,19 @@ def test_sessions_list_and_show(recorded: Recorded, cli: Callable[..., Ran]) -> 
     assert entry["id"] == recorded.session_id
     assert entry["athletes"] == ["Ada"]
     assert entry["sets"] == len(recorded.of("set"))
-    assert entry["reps"] == len(recorded.of("rep"))
+    # Whole reps, as the sets count them; the partial ones apart (the recording has some).
+    partial = [r for r in recorded.of("rep") if r["partial"]]
+    assert partial
+    assert entry["reps"] == sum(s["rep_count"] for s in recorded.of("set"))
+    assert entry["reps"] == len(recorded.of("rep")) - len(partial)
+    assert entry["partial_reps"] == len(partial)
     assert entry["started"].endswith("Z")
     assert entry["ended"] is not None
     assert entry["interrupted"] is False
     table = cli("sessions", "list", "--state-dir", state)
     assert table.returncode == 0, table.stderr
     assert "Ada (hip_thrust)" in table.stdout
+    assert f"{entry['reps']} (+{len(partial)} partial)" in table.stdout
 
     shown = cli("sessions", "show", str(recorded.session_id), "--json", "--state-dir", state)
     assert shown.returncode == 0, shown.stderr

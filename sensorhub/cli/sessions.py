@@ -161,7 +161,8 @@ async def run_list(args: argparse.Namespace) -> int:
             _length(entry),
             athletes,
             str(entry["sets"]),
-            str(entry["reps"]),
+            f"{entry['reps']}"
+            + (f" (+{entry['partial_reps']} partial)" if entry["partial_reps"] else ""),
             entry["note"],
         )
     Console().print(table)

@@ -526,7 +526,11 @@ class SessionStore:
         return tuple(row)
 
     def sessions(self) -> list[dict[str, Any]]:
-        """Every session, oldest first, with its athletes and how many sets and reps."""
+        """Every session, oldest first, with its athletes and how many sets and reps.
+
+        ``reps`` counts whole reps, as a set's ``rep_count`` and the session's own count
+        do; ``partial_reps`` the partial ones besides.
+        """
         athletes: dict[int, dict[str, str]] = {}
         for session_id, name, exercise in self._execute(
             "SELECT sa.session_id, a.name, sa.exercise FROM session_athletes sa "
@@ -536,7 +540,8 @@ class SessionStore:
         rows = self._execute(
             "SELECT s.id, s.started, s.ended, s.interrupted, s.note, "
             "(SELECT count(*) FROM sets WHERE session_id = s.id), "
-            "(SELECT count(*) FROM reps WHERE session_id = s.id), "
+            "(SELECT count(*) FROM reps WHERE session_id = s.id AND NOT partial), "
+            "(SELECT count(*) FROM reps WHERE session_id = s.id AND partial), "
             "(SELECT count(*) FROM alerts WHERE session_id = s.id) "
             "FROM sessions s ORDER BY s.id"
         ).fetchall()
@@ -551,9 +556,10 @@ class SessionStore:
                 "exercises": athletes.get(session_id, {}),
                 "sets": sets,
                 "reps": reps,
+                "partial_reps": partial_reps,
                 "alerts": alerts,
             }
-            for session_id, started, ended, flagged, note, sets, reps, alerts in rows
+            for session_id, started, ended, flagged, note, sets, reps, partial_reps, alerts in rows
         ]
 
     def session(self, session_id: int) -> dict[str, Any]:
@@ -604,6 +610,11 @@ class SessionStore:
             ).fetchone()[0]
             for table in RECORD_TABLES.values()
         }
+        # Whole reps, as everywhere else; the partial ones besides.
+        counts["partial_reps"] = self._execute(
+            "SELECT count(*) FROM reps WHERE session_id = ? AND partial", (session_id,)
+        ).fetchone()[0]
+        counts["reps"] -= counts["partial_reps"]
         return {
             "id": session_id,
             "started": started,
