@@ -97,6 +97,25 @@ async def test_a_rogue_sensor_with_a_registered_address_but_no_bond_gets_nothing
         assert batches.samples(genuine.address) == 0
 
 
+STILL_SCENARIO = """
+name = "still"
+exercise = "hip_thrust"
+disturbances = false
+calibration_s = 10.0
+lead_out_s = 3.0
+
+[[sets]]
+rest_before_s = 240.0
+reps = 1
+load_kg = 60.0
+rom_m = 0.24
+concentric_s = 0.5
+eccentric_s = 1.2
+lockout_hold_s = 1.0
+bottom_pause_s = 0.4
+"""
+
+
 def _sensorhub(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "sensorhub", *args],
@@ -113,7 +132,10 @@ async def test_a_bonded_sensor_takes_no_new_bond_until_it_is_put_in_pairing_mode
     # PROTOCOL.md: a sensor accepts a new bond only in pairing mode. A second hub with a
     # fresh state directory paired with a sensor bonded to another hub, and got its data.
     first, second = tmp_path / "first", tmp_path / "second"
-    async with emulate("--seed", "33") as (port, emulator):
+    # A long still hold first: each pair measures the gyro offset, however slow the machine.
+    scenario = tmp_path / "still.toml"
+    scenario.write_text(STILL_SCENARIO)
+    async with emulate("--seed", "33", "--scenario", str(scenario)) as (port, emulator):
         ble = ("--ble", f"tcp-client:127.0.0.1:{port}")
 
         async def cli(*args: str) -> subprocess.CompletedProcess[str]:
