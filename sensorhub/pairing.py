@@ -36,6 +36,7 @@ from firmware_protocol import (
     decode,
 )
 from firmware_protocol import gatt as uuids
+from sensorhub.ble.bumble_backend import PairingRefusedError
 from sensorhub.ble.control import ControlPoint
 from sensorhub.ble.radio import Radio
 from sensorhub.errors import (
@@ -169,12 +170,15 @@ async def pair_sensor(
     device, sighting = await find_sensor(radio, address, find_timeout)
     if role == "pelvis" and sighting.kind is not SensorKind.IMU:
         raise ConfigError("the pelvis role needs an IMU sensor, not a bar-velocity sensor")
+    bonded = await radio.is_bonded(address)
+    if not bonded and not sighting.pairing_mode:
+        # It would refuse the bond: say so, and how to fix it, before trying.
+        raise PairingError(not_in_pairing_mode(sighting.name or address))
     progress(f"found {sighting.name or address} ({sighting.kind.name.lower()}), connecting…")
     client = radio.client(device)
     try:
         async with radio.connect_lock:
             await client.connect()
-        bonded = await radio.is_bonded(address)
         if not bonded:
             progress("pairing (LE Secure Connections)…")
             await client.pair()
@@ -187,6 +191,8 @@ async def pair_sensor(
             calibration = await _calibrate_imu(client, control, role, progress)
         elif calibrate:
             await _checked(control, Calibrate(0, CalibrationKind.ZERO_POSITION), allow_busy=True)
+    except PairingRefusedError as exc:  # its pairing mode ended while we connected
+        raise PairingError(not_in_pairing_mode(sighting.name or address)) from exc
     except BleakError as exc:
         raise PairingError(f"pairing with {address} failed: {exc}") from exc
     finally:
@@ -203,6 +209,17 @@ async def pair_sensor(
     registry.put(entry)
     progress(f"registered {entry.label} ({entry.address})")
     return entry
+
+
+def not_in_pairing_mode(sensor: str) -> str:
+    """Why a sensor takes no new bond, and how to make it take one."""
+    return (
+        f"{sensor} is not in pairing mode: it is bonded (to another hub, or to this one "
+        "before its bond was lost) and accepts no new bond. Put it in pairing mode, then "
+        "pair again: press its button (it then accepts a bond for a minute); for the "
+        "virtual sensors of `sensorhub emulate`, send the emulator SIGUSR1 "
+        "(`kill -USR1 PID`) or start it with `--pairing-window SECONDS`"
+    )
 
 
 async def _checked(control: ControlPoint, command: Command, *, allow_busy: bool = False) -> None:

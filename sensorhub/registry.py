@@ -11,14 +11,33 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Final, Literal, get_args
 
 from sensorhub.errors import ConfigError, StateError
 from sensorhub.state import changing, replace_file
+
+_MAC_ADDRESS: Final = re.compile(r"[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}")
+_UUID: Final = re.compile(r"[0-9A-Fa-f]{8}(-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}")
+
+
+def check_address(value: str) -> str:
+    """A sensor's address, upper case; ConfigError if it cannot be one.
+
+    Bluetooth addresses look like ``AA:BB:CC:DD:EE:FF``; macOS (CoreBluetooth) names a
+    device by a UUID of its own instead.
+    """
+    if _MAC_ADDRESS.fullmatch(value) or _UUID.fullmatch(value):
+        return value.upper()
+    raise ConfigError(
+        f"{value!r} is not a sensor address: give it as `sensorhub scan` shows it, "
+        "e.g. AA:BB:CC:DD:EE:FF (on macOS a UUID)"
+    )
+
 
 Role = Literal["bar", "pelvis"]
 ROLES: tuple[Role, ...] = get_args(Role)

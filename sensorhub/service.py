@@ -144,6 +144,11 @@ class Service:
             self.store = await self._stack.enter_async_context(
                 SessionStore(SessionStore.path_in(self.state_dir))
             )
+            if self._radio is None:
+                # Before anything is announced: a missing radio ends the start at once.
+                self._radio = await self._stack.enter_async_context(
+                    Radio(config.ble, state_dir=self.state_dir)
+                )
             url = config.broker_url
             if url is None:
                 broker = await self._stack.enter_async_context(
@@ -166,10 +171,6 @@ class Service:
                     reconnect_delay_s=self._mqtt_reconnect_delay_s,
                 )
             )
-            if self._radio is None:
-                self._radio = await self._stack.enter_async_context(
-                    Radio(config.ble, state_dir=self.state_dir)
-                )
             self.hub = await self._stack.enter_async_context(
                 Hub(
                     self._radio,
@@ -375,9 +376,14 @@ class Service:
             )
             for role in roles.values()
         }
-        settings = self.session.athletes.setdefault(
-            sensor.athlete, self._athlete_settings(sensor.athlete)
-        )
+        settings = self.session.athletes.get(sensor.athlete)
+        if settings is None:  # paired while the session runs: it joins the session
+            settings = self._athlete_settings(sensor.athlete)
+            try:
+                self.store.add_athlete(self.session.id, sensor.athlete, settings)
+            except SensorhubError as exc:
+                self._complain("store", f"{sensor.athlete} not recorded in the session: {exc}")
+            self.session.athletes[sensor.athlete] = settings
         calibration, window = None, None
         if "pelvis" in rates:
             pelvis = next(s for s in mine if roles[s.address] == "pelvis")
@@ -493,16 +499,36 @@ class Service:
         raise CommandError(f"unknown command {command.name!r}")
 
     def set_load(self, athlete: str, load_kg: float) -> dict[str, Any]:
-        """The load on the athlete's bar from the next rep on."""
+        """The load on the athlete's bar from the next rep on.
+
+        The athlete is one of the session's, or one with a registered sensor or settings
+        in the configuration (the load then counts from when they join a session). A
+        refused change changes nothing: every check, and the store, come first.
+        """
+        session = self.session
+        in_session = session is not None and athlete in session.athletes
+        if not in_session:
+            known = self.known_athletes()
+            if athlete not in known:
+                raise CommandError(
+                    f"no athlete {athlete!r}: "
+                    + (f"the athletes are {', '.join(known)}" if known else "there are none yet")
+                    + "; an athlete comes with a paired sensor (pair) or a configured section"
+                )
+        if session is not None and in_session:
+            self.store.set_load(session.id, athlete, load_kg)
+            session.athletes[athlete]["load_kg"] = load_kg
         self._loads[athlete] = load_kg
-        if self.session is not None:
-            self.session.athletes.setdefault(athlete, self._athlete_settings(athlete))[
-                "load_kg"
-            ] = load_kg
-            self.store.set_load(self.session.id, athlete, load_kg)
         if (running := self._athletes.get(athlete)) is not None:
             running.analyzer.set_load(load_kg)
         return {"athlete": athlete, "load_kg": load_kg}
+
+    def known_athletes(self) -> list[str]:
+        """Everyone a command may name: in the session, with a registered sensor, configured."""
+        names = {s.athlete for s in self.registry.load().values()} | set(self.config.athletes)
+        if self.session is not None:
+            names |= set(self.session.athletes)
+        return sorted(names)
 
     def calibrate(self, athlete: str) -> dict[str, Any]:
         """Measure the athlete's neutral pelvis again, from half a second from now."""

@@ -10,11 +10,14 @@ once made (the hub's address) is made with :func:`create_once`.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import stat
 import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Final
 
 from sensorhub.errors import StateError
 
@@ -24,6 +27,10 @@ except ImportError:  # pragma: no cover - Windows: changes are not serialised
     fcntl = None  # type: ignore[assignment]
 
 ENV_VAR = "SENSORHUB_STATE_DIR"
+DIR_MODE: Final = 0o700
+FILE_MODE: Final = 0o600
+
+log = logging.getLogger(__name__)
 
 
 def default_state_dir() -> Path:
@@ -41,16 +48,59 @@ def default_state_dir() -> Path:
 
 
 def ensure_state_dir(path: Path) -> Path:
-    """Create the state directory, private to its owner, and check it is writable."""
+    """Create the state directory, private to its owner, and check it is writable.
+
+    Everything in it is its owner's alone: the directory (and any below it) ``0700``,
+    every file ``0600``. An existing one that others could read, made before this held
+    or copied in, is made private, and the log says what was changed.
+    """
     try:
-        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
     except OSError as exc:
         raise StateError(f"cannot create state directory {path}: {exc.strerror}") from exc
     if not os.access(path, os.W_OK):
         raise StateError(
             f"state directory {path} is not writable; choose another with --state-dir or {ENV_VAR}"
         )
+    _make_private(path)
     return path
+
+
+def _make_private(root: Path) -> None:
+    """Take group and others' access away from ``root`` and everything in it; log it."""
+    changed: list[str] = []
+    failed: list[str] = []
+    for directory, subdirectories, files in os.walk(root):  # symbolic links not followed
+        here = Path(directory)
+        for path, mode in [(here, DIR_MODE)] + [(here / name, FILE_MODE) for name in files]:
+            try:
+                now = path.lstat()
+                if stat.S_ISLNK(now.st_mode) or not stat.S_IMODE(now.st_mode) & 0o077:
+                    continue
+                os.chmod(path, mode)
+            except OSError as exc:
+                failed.append(f"{path.relative_to(root)} ({exc.strerror})")
+                continue
+            changed.append(f"{path.relative_to(root)} {stat.S_IMODE(now.st_mode):04o}")
+        subdirectories[:] = [d for d in subdirectories if not (here / d).is_symlink()]
+    if changed:
+        log.warning(
+            "state directory %s was readable by others; made it its owner's alone "
+            "(directories 0700, files 0600): %s",
+            root,
+            ", ".join(changed),
+        )
+    if failed:
+        log.warning("cannot make these private in %s: %s", root, ", ".join(failed))
+
+
+def create_private(path: Path) -> None:
+    """Make sure ``path`` exists, created (empty) readable by its owner only.
+
+    For SQLite databases: SQLite gives its ``-wal``, ``-shm`` and ``-journal`` files the
+    database file's mode, and would create the database itself ``0644``.
+    """
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, FILE_MODE))
 
 
 @contextlib.contextmanager
@@ -118,7 +168,7 @@ def create_once(path: Path, text: str) -> None:
 
 def _write_synced(path: Path, text: str, flags: int) -> None:
     """Create ``path`` (with ``flags`` besides O_WRONLY | O_CREAT), write ``text``, sync it."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | flags, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | flags, FILE_MODE)
     try:
         os.write(fd, text.encode())
         os.fsync(fd)

@@ -85,6 +85,9 @@ INVALID: list[tuple[bytes, str]] = [
     (b'{"command": "pair", "address": "AA:BB:CC:DD:EE:FF", "role": "arm", "athlete": "a"}', "role"),
     (b'{"command": "forget"}', "missing address"),
     (b'{"command": "calibrate", "athlete": "a\\u0000b"}', "control characters"),
+    (b'{"command": "start_session", "command": "stop_session"}', "'command' is given twice"),
+    (b'{"command": "set_load", "athlete": "a", "load_kg": 1, "load_kg": 2}', "given twice"),
+    (b'{"id": "1", "command": "stop_session", "id": "2"}', "'id' is given twice"),
 ]
 
 
@@ -107,7 +110,8 @@ def test_the_schema_refuses_them_too(payload: bytes, says: str) -> None:
         obj = json.loads(payload)
     except ValueError:
         return  # not JSON at all: nothing for a schema to say
-    if "control characters" in says or "NaN" in says or "1e999" in payload.decode():
+    beyond = ("control characters", "NaN", "given twice")  # a schema sees one value per key
+    if any(b in says for b in beyond) or "1e999" in payload.decode():
         return  # beyond what JSON Schema checks
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(obj, schema("command"))
@@ -122,6 +126,9 @@ def test_replies_validate_and_keep_ids() -> None:
     assert reply_ids(b'{"id": "7", "command": "pair", "address": 1}') == ("7", "pair")
     assert reply_ids(b'{"id": 7, "command": "bogus"}') == (None, None)
     assert reply_ids(b"\xff") == (None, None)
+    # Given twice, neither value is echoed: which one was meant is a guess.
+    assert reply_ids(b'{"id": "7", "command": "pair", "command": "forget"}') == ("7", None)
+    assert reply_ids(b'{"id": "7", "id": "8", "command": "pair"}') == (None, "pair")
     ok = ok_reply(Command("stop_session", "9"), {"session_id": 3})
     error = error_reply(None, None, "not JSON")
     for reply in (ok, error):

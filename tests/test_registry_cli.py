@@ -6,15 +6,17 @@ import asyncio
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from sensorhub.ble.link import SensorBatch
 from sensorhub.ble.radio import Radio
+from sensorhub.cli import main
 from sensorhub.errors import ConfigError, StateError
 from sensorhub.hub import Hub
-from sensorhub.registry import RegisteredSensor, SensorRegistry
+from sensorhub.registry import RegisteredSensor, SensorRegistry, check_address
 from sensorhub.state import ENV_VAR, default_state_dir
 from tests.processes import emulate
 
@@ -69,7 +71,7 @@ def test_a_calibration_update_keeps_what_pairing_stored(tmp_path: Path) -> None:
 _EDITOR = """
 import sys
 from pathlib import Path
-from sensorhub.registry import RegisteredSensor, SensorRegistry
+from sensorhub.registry import RegisteredSensor, SensorRegistry, check_address
 registry = SensorRegistry(Path(sys.argv[1]))
 writer = int(sys.argv[2])
 for i in range(int(sys.argv[3])):
@@ -171,3 +173,44 @@ async def test_scan_pair_then_stream_across_processes(tmp_path: Path) -> None:
         async with Radio(ble, state_dir=tmp_path) as radio, Hub(radio, registry, on_batch=count):
             async with asyncio.timeout(15):
                 await enough.wait()
+
+
+VIRTUAL = ("--ble", "virtual")
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("pair", "zzz", "--role", "bar", "--athlete", "A", *VIRTUAL), "'zzz' is not a sensor"),
+        (
+            ("pair", "AA:BB:CC:DD:EE:FF", "--role", "bar", "--athlete", "A", "--timeout", "-5"),
+            "'-5' is not a number of seconds above 0",
+        ),
+        (("scan", "--duration", "nan", *VIRTUAL), "'nan' is not a number of seconds above 0"),
+        (("sensors", "forget", "AA:BB:CC", *VIRTUAL), "'AA:BB:CC' is not a sensor address"),
+        (("sensors", "rename", "x", "red"), "'x' is not a sensor address"),
+        (
+            ("scan", "--ble", "tcp-client:nohost"),
+            "tcp-client takes a host and a port, tcp-client:HOST:PORT, e.g. "
+            "tcp-client:127.0.0.1:7001",
+        ),
+        (("scan", "--ble", "tcp-client:host:port"), "tcp-client:HOST:PORT"),
+        (("scan", "--ble", "usb:"), "say which device after the colon"),
+    ],
+)
+def test_arguments_are_checked_before_anything_waits(
+    tmp_path: Path, args: tuple[str, ...], says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    started = time.monotonic()
+    with pytest.raises(SystemExit) as exited:
+        main([*args, "--state-dir", str(tmp_path)])
+    assert exited.value.code == 2
+    assert says in capsys.readouterr().err
+    assert time.monotonic() - started < 5  # not after a 15 s search
+    assert not (tmp_path / "sensors.json").exists()
+
+
+def test_a_good_uuid_or_address_passes() -> None:
+    assert check_address("aa:bb:cc:dd:ee:0f") == "AA:BB:CC:DD:EE:0F"
+    uuid = "0e6b2c4a-1f7d-4c2b-9d1e-2a3b4c5d6e7f"  # how macOS names a device
+    assert check_address(uuid) == uuid.upper()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -23,14 +24,17 @@ from firmware_protocol.virtual.emulator import Emulator
 from firmware_protocol.virtual.firmware import VirtualSensor
 from firmware_protocol.virtual.radio import VirtualRadio
 from firmware_protocol.virtual.scenario import Scenario
-from sensorhub.ble.bumble_backend import hub_address
+from sensorhub.ble.bumble_backend import PairingRefusedError, hub_address
 from sensorhub.ble.radio import Radio
+from sensorhub.config import ServiceConfig
 from sensorhub.errors import StateError
 from sensorhub.hub import Hub
 from sensorhub.mqtt import BrokerSettings, Command, MqttPublisher, TopicTree
 from sensorhub.pairing import pair_sensor
 from sensorhub.registry import SensorRegistry
+from sensorhub.service import Service
 from tests.mosquitto import Mosquitto, subscribe
+from tests.processes import emulate
 from tests.test_faults_ble import StillImu
 from tests.test_hub_ble import Batches, firmware, wait_for
 
@@ -93,6 +97,143 @@ async def test_a_rogue_sensor_with_a_registered_address_but_no_bond_gets_nothing
         assert batches.samples(genuine.address) == 0
 
 
+STILL_SCENARIO = """
+name = "still"
+exercise = "hip_thrust"
+disturbances = false
+calibration_s = 10.0
+lead_out_s = 3.0
+
+[[sets]]
+rest_before_s = 240.0
+reps = 1
+load_kg = 60.0
+rom_m = 0.24
+concentric_s = 0.5
+eccentric_s = 1.2
+lockout_hold_s = 1.0
+bottom_pause_s = 0.4
+"""
+
+
+def _sensorhub(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sensorhub", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+async def test_a_bonded_sensor_takes_no_new_bond_until_it_is_put_in_pairing_mode(
+    tmp_path: Path,
+) -> None:
+    # PROTOCOL.md: a sensor accepts a new bond only in pairing mode. A second hub with a
+    # fresh state directory paired with a sensor bonded to another hub, and got its data.
+    first, second = tmp_path / "first", tmp_path / "second"
+    # A long still hold first: each pair measures the gyro offset, however slow the machine.
+    scenario = tmp_path / "still.toml"
+    scenario.write_text(STILL_SCENARIO)
+    async with emulate("--seed", "33", "--scenario", str(scenario)) as (port, emulator):
+        ble = ("--ble", f"tcp-client:127.0.0.1:{port}")
+
+        async def cli(*args: str) -> subprocess.CompletedProcess[str]:
+            return await asyncio.to_thread(_sensorhub, *args, *ble)
+
+        def pairing_modes(scanned: subprocess.CompletedProcess[str]) -> dict[str, bool]:
+            assert scanned.returncode == 0, scanned.stderr
+            return {s["address"]: s["pairing_mode"] for s in json.loads(scanned.stdout)}
+
+        found = pairing_modes(await cli("scan", "--json", "--duration", "1.5"))
+        assert set(found.values()) == {True}  # never bonded: in pairing mode
+        sensor = sorted(found)[0]
+        pair = ("pair", sensor, "--role", "bar", "--athlete", "Ada")
+        done = await cli(*pair, "--state-dir", str(first))
+        assert done.returncode == 0, done.stderr
+        rescanned = await cli("scan", "--json", "--duration", "1.5", "--state-dir", str(second))
+        assert pairing_modes(rescanned)[sensor] is False  # bonded now
+
+        # The second hub is told why, and what to do, before it tries.
+        refused = await cli(*pair, "--state-dir", str(second))
+        assert refused.returncode == 2
+        error = refused.stderr.strip().splitlines()[-1]
+        assert "is not in pairing mode" in error
+        assert "press its button" in error
+        assert "SIGUSR1" in error
+        assert "connecting" not in refused.stderr
+        assert SensorRegistry(second / "sensors.json").load() == {}
+        assert not (second / "bonds.json").exists()
+
+        # Had it tried anyway, the sensor refuses the bond and serves it nothing.
+        async with Radio(f"tcp-client:127.0.0.1:{port}", state_dir=second) as radio:
+            client = radio.client(sensor)
+            await client.connect()
+            with pytest.raises(PairingRefusedError):
+                await client.pair()
+            with pytest.raises(BleakError, match="INSUFFICIENT_ENCRYPTION"):
+                await client.read_gatt_char(uuids.STATUS_CHAR_UUID)
+            await client.disconnect()
+
+        # The button (for the emulator: SIGUSR1) puts it in pairing mode: now it bonds.
+        emulator.send_signal(signal.SIGUSR1)
+        await asyncio.sleep(1.5)  # advertised within a second
+        found = pairing_modes(await cli("scan", "--json", "--duration", "1.5"))
+        assert found[sensor] is True
+        done = await cli(*pair, "--state-dir", str(second))
+        assert done.returncode == 0, done.stderr
+        found = pairing_modes(await cli("scan", "--json", "--duration", "1.5"))
+        assert found[sensor] is False  # the bond ended the button's pairing mode
+        # And the first hub keeps its bond: it is served, out of pairing mode.
+        async with Radio(f"tcp-client:127.0.0.1:{port}", state_dir=first) as radio:
+            client = radio.client(sensor)
+            await client.connect()  # encrypts with its bond
+            assert await client.read_gatt_char(uuids.STATUS_CHAR_UUID)
+            await client.disconnect()
+
+
+async def test_a_pair_command_names_the_missing_pairing_mode(
+    air: VirtualRadio, tmp_path: Path
+) -> None:
+    async with (
+        Mosquitto(tmp_path) as broker,
+        subscribe(broker.port, f"{BASE}/commands/response") as replies,
+        Emulator(Scenario.preset("hip_thrust"), seed=34, radio=air) as athlete,
+    ):
+        bar = firmware(athlete, "bar")
+        async with Radio.on_virtual_radio(air, state_dir=tmp_path / "other") as radio:
+            registry = SensorRegistry(tmp_path / "other" / "sensors.json")
+            await pair_sensor(
+                radio, registry, bar.address, role="bar", athlete="X", calibrate=False
+            )
+        assert not bar.pairing_mode
+        config = ServiceConfig(
+            hub_name="rack1", ble="virtual", state_dir=tmp_path / "hub",
+            broker_url=broker.url, auto_start=False, source="test",
+        )  # fmt: skip
+        async with (
+            Radio.on_virtual_radio(air, state_dir=tmp_path / "hub") as radio,
+            Service(config, radio=radio) as service,
+            aiomqtt.Client("127.0.0.1", broker.port) as client,
+        ):
+            await wait_for(lambda: service.publisher.connected, 10, "the hub on the broker")
+            await asyncio.sleep(0.3)
+            pair = {"command": "pair", "address": bar.address, "role": "bar", "athlete": "Ada"}
+            await client.publish(f"{BASE}/commands", json.dumps({**pair, "id": "p"}), qos=1)
+            await replies.wait_for(lambda m: len(m) == 1, timeout=30)
+            reply = replies.messages[0].json()
+            assert reply["ok"] is False
+            assert "is not in pairing mode" in reply["error"]
+            assert "press its button" in reply["error"]
+            assert bar.counters.pairings == 1  # the other hub's; none from this one
+            assert bar.counters.pairings_refused == 0  # told before it tried
+            # Its button pressed, it takes this hub's bond too.
+            bar.press_button()
+            await service.hub.pair(bar.address, role="bar", athlete="Ada", calibrate=False)
+        assert bar.counters.pairings == 2
+        assert not bar.pairing_mode  # the bond ended the button's pairing mode
+
+
 async def test_data_status_and_control_point_need_an_encrypted_link(
     air: VirtualRadio, athlete: Emulator, tmp_path: Path
 ) -> None:
@@ -127,6 +268,72 @@ async def test_state_directory_and_bond_store_are_private(
     assert stat.S_IMODE(state.stat().st_mode) == 0o700
     assert stat.S_IMODE((state / "bonds.json").stat().st_mode) == 0o600
     assert len(json.loads((state / "bonds.json").read_text())) >= 1
+
+
+def _modes(root: Path) -> dict[str, int]:
+    return {
+        str(path.relative_to(root)): stat.S_IMODE(path.lstat().st_mode)
+        for path in [root, *root.rglob("*")]
+    }
+
+
+async def test_everything_in_the_state_directory_is_its_owner_s_alone(tmp_path: Path) -> None:
+    # Made before this held, or copied in: others may read it; the hub makes it private.
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "hub-address").write_text("C0:11:22:33:44:55\n")
+    (state / "backup").mkdir()
+    (state / "backup" / "sensors.json").write_text("{}\n")
+    for path, mode in ((state, 0o755), (state / "backup", 0o755)):
+        path.chmod(mode)
+    for path in (state / "hub-address", state / "backup" / "sensors.json"):
+        path.chmod(0o644)
+    log = tmp_path / "hub.log"
+    async with Mosquitto(tmp_path) as broker, subscribe(broker.port, f"{BASE}/status") as status:
+        with log.open("ab") as out:
+            hub = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "sensorhub",
+                "run",
+                "--no-ui",
+                "--ble",
+                "virtual",
+                "--broker",
+                broker.url,
+                "--hub-name",
+                "rack1",
+                "--state-dir",
+                str(state),
+                stdout=out,
+                stderr=out,
+            )
+        try:
+            await status.wait_for(lambda m: any(b'"online"' in x.payload for x in m), 60)
+            await wait_for(lambda: "running" in log.read_text(), 30, "the hub to run")
+            # Recording: the session store and the outbox have their WAL and shared memory.
+            wanted = ["sessions.db-wal", "sessions.db-shm", "outbox.db-wal", "outbox.db-shm"]
+            await wait_for(lambda: all((state / n).exists() for n in wanted), 20, "the WALs")
+            running = _modes(state)
+            hub.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(30):
+                code = await hub.wait()
+        finally:
+            if hub.returncode is None:
+                hub.kill()
+                await hub.wait()
+    assert code == 0, log.read_text()[-3000:]
+    assert {"sessions.db", "outbox.db", "hub-address", *wanted} <= set(running)
+    for modes in (running, _modes(state)):
+        directories = {name for name in modes if (state / name).is_dir()}
+        assert {name: modes[name] for name in directories} == dict.fromkeys(directories, 0o700)
+        files = set(modes) - directories
+        assert {name: modes[name] for name in files} == dict.fromkeys(files, 0o600)
+    said = log.read_text()
+    assert "readable by others; made it its owner's alone" in said
+    assert ". 0755" in said
+    assert "hub-address 0644" in said
+    assert "backup/sensors.json 0644" in said
 
 
 _BONDER = """
@@ -166,7 +373,7 @@ def test_bonds_made_at_once_by_several_processes_all_land(tmp_path: Path) -> Non
 _ADDRESSER = """
 import sys, time
 from pathlib import Path
-from sensorhub.ble.bumble_backend import hub_address
+from sensorhub.ble.bumble_backend import PairingRefusedError, hub_address
 time.sleep(max(0.0, float(sys.argv[2]) - time.time()))  # all at the same moment
 print(hub_address(Path(sys.argv[1])))
 """
@@ -195,10 +402,12 @@ def test_the_hub_address_is_made_once_and_a_damaged_one_is_named(
     assert len(addresses) == 1
     assert (state / "hub-address").read_text().strip() in addresses
     assert sorted(p.name for p in state.iterdir()) == ["hub-address"]
+    assert stat.S_IMODE((state / "hub-address").stat().st_mode) == 0o600
     elsewhere = tmp_path / "no-hard-links"  # e.g. a FAT stick: made by exclusive create
     monkeypatch.setattr(os, "link", _no_hard_links)
     assert hub_address(elsewhere) == hub_address(elsewhere)
     assert sorted(p.name for p in elsewhere.iterdir()) == ["hub-address"]
+    assert stat.S_IMODE((elsewhere / "hub-address").stat().st_mode) == 0o600
     (state / "hub-address").write_text("C0:11:22\n")  # cut short
     with pytest.raises(StateError, match=r"hub-address is damaged.*pair every sensor again"):
         hub_address(state)

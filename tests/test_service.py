@@ -215,6 +215,72 @@ async def test_a_session_over_mqtt(tmp_path: Path) -> None:
         store.close()
 
 
+async def test_a_refused_command_changes_nothing(tmp_path: Path) -> None:
+    radio = VirtualRadio()
+    async with (
+        Mosquitto(tmp_path) as broker,
+        subscriber(broker.port) as sub,
+        Emulator(short_scenario(sets=1), seed=5, radio=radio) as emulator,
+        Radio.on_virtual_radio(radio, state_dir=tmp_path / "state") as hub_radio,
+        Service(make_config(tmp_path, broker), radio=hub_radio) as service,
+    ):
+        await until(lambda: service.publisher.connected, 10, "the hub on the broker")
+        await asyncio.sleep(0.3)  # its subscription is in place
+        reply = await command(sub, {"command": "set_load", "athlete": "Ghost", "load_kg": 9})
+        assert reply["ok"] is False
+        assert "no athlete 'Ghost'" in reply["error"]
+        reply = await command(sub, {"command": "start_session", "athlete": "Ada"})
+        assert reply["ok"], reply
+        session_id = reply["result"]["session_id"]
+        reply = await command(sub, {"command": "set_load", "athlete": "Ghost", "load_kg": 9})
+        assert reply["ok"] is False
+        assert "the athletes are Ada" in reply["error"]
+        # Two values for one key: which was meant is a guess, so neither is taken.
+        await sub.publish(
+            f"{BASE}/commands",
+            '{"id": "twice", "command": "set_load", "athlete": "Ada", "load_kg": 50, '
+            '"load_kg": 500}',
+        )
+        await sub.wait_for(
+            lambda _: any(r["id"] == "twice" for r in sub.json_on("/commands/response")),
+            10,
+            "the reply to a command with a key given twice",
+        )
+        (twice,) = (r for r in sub.json_on("/commands/response") if r["id"] == "twice")
+        assert twice["ok"] is False
+        assert "'load_kg' is given twice" in twice["error"]
+        # An athlete whose sensor is paired while the session runs joins it, load and all.
+        bar = next(s for s in emulator.sensors if s.body == "bar")
+        await service.hub.pair(bar.firmware.address, role="bar", athlete="Bo", calibrate=False)
+        await until(lambda: "Bo" in service.known_athletes(), 10, "Bo to be known")
+        reply = await command(sub, {"command": "set_load", "athlete": "Bo", "load_kg": 60})
+        assert reply["ok"], reply
+        await until(
+            lambda: service.session is not None and "Bo" in service.session.athletes,
+            20,
+            "Bo's data in the session",
+        )
+        reply = await command(sub, {"command": "set_load", "athlete": "Bo", "load_kg": 70})
+        assert reply["ok"], reply
+        reply = await command(sub, {"command": "stop_session"})
+        assert reply["ok"], reply
+        stored = service.store.session(session_id)
+        await sub.wait_for(
+            lambda _: any(e.get("event") == "stopped" for e in sub.json_on(f"{BASE}/events")),
+            10,
+            "the session's end",
+        )
+    events = [e for e in sub.json_on(f"{BASE}/events") if e["type"] == "session"]
+    assert [(e["event"], e["athletes"]) for e in events] == [
+        ("started", ["Ada"]),
+        ("stopped", ["Ada", "Bo"]),  # not Ghost
+    ]
+    assert [(a["athlete"], a["load_kg"]) for a in stored["athletes"]] == [
+        ("Ada", None),
+        ("Bo", 70.0),
+    ]
+
+
 async def test_broker_outage_mid_session_loses_no_event(tmp_path: Path) -> None:
     scenario = short_scenario(sets=2, reps=3)
     radio = VirtualRadio()

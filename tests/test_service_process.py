@@ -160,3 +160,55 @@ async def test_sigkill_mid_session_loses_at_most_the_last_second(tmp_path: Path)
     finally:
         store.close()
     assert [s["ended"] is not None for s in sessions] == [False, True]
+
+
+@pytest.mark.parametrize("when", ["running", "starting"])
+async def test_sighup_closes_the_session_as_sigterm_does(tmp_path: Path, when: str) -> None:
+    # Closing the terminal sends SIGHUP; by default it ended the hub with its session open.
+    state = tmp_path / "state"
+    log = tmp_path / "hub.log"
+    async with Mosquitto(tmp_path) as broker, subscriber(broker.port) as sub:
+        hub = await start_hub(
+            log, "--ble", "virtual", "--broker", broker.url, "--hub-name", "gym",
+            "--state-dir", str(state),
+        )  # fmt: skip
+        try:
+            if when == "starting":  # online on the broker, the rest of the hub not yet up
+                await sub.wait_for(
+                    lambda _: bool(sub.json_on("sensorhub/gym/status")), 60, "online"
+                )
+            else:
+                await sub.wait_for(
+                    lambda _: any(e.get("event") == "started" for e in sub.json_on("/events")),
+                    60,
+                    "the session's start",
+                )
+                async with asyncio.timeout(30):
+                    while "running" not in log.read_text():  # noqa: ASYNC110 - a log to poll
+                        await asyncio.sleep(0.1)
+            hub.send_signal(signal.SIGHUP)
+            async with asyncio.timeout(30):
+                code = await hub.wait()
+        finally:
+            if hub.returncode is None:
+                hub.kill()
+                await hub.wait()
+        await sub.wait_for(
+            lambda _: sub.json_on("sensorhub/gym/status")[-1].get("reason") == "shutdown",
+            10,
+            "the offline status of a clean stop",
+        )
+    said = log.read_text()
+    assert code == 0, said[-3000:]
+    assert "stopping (SIGHUP)" in said
+    # No sensor was registered: the hub says how to pair one rather than wait in silence.
+    assert f"no sensor is registered in {state}" in said
+    assert "sensorhub pair ADDRESS --role bar|pelvis --athlete NAME --ble virtual" in said
+    store = SessionStore.open_readonly(SessionStore.path_in(state))
+    try:
+        sessions = store.sessions()
+    finally:
+        store.close()
+    assert len(sessions) == 1
+    assert sessions[0]["ended"] is not None
+    assert sessions[0]["interrupted"] is False

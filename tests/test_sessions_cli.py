@@ -82,13 +82,19 @@ def test_sessions_list_and_show(recorded: Recorded, cli: Callable[..., Ran]) -> 
     assert entry["id"] == recorded.session_id
     assert entry["athletes"] == ["Ada"]
     assert entry["sets"] == len(recorded.of("set"))
-    assert entry["reps"] == len(recorded.of("rep"))
+    # Whole reps, as the sets count them; the partial ones apart (the recording has some).
+    partial = [r for r in recorded.of("rep") if r["partial"]]
+    assert partial
+    assert entry["reps"] == sum(s["rep_count"] for s in recorded.of("set"))
+    assert entry["reps"] == len(recorded.of("rep")) - len(partial)
+    assert entry["partial_reps"] == len(partial)
     assert entry["started"].endswith("Z")
     assert entry["ended"] is not None
     assert entry["interrupted"] is False
     table = cli("sessions", "list", "--state-dir", state)
     assert table.returncode == 0, table.stderr
     assert "Ada (hip_thrust)" in table.stdout
+    assert f"{entry['reps']} (+{len(partial)} partial)" in table.stdout
 
     shown = cli("sessions", "show", str(recorded.session_id), "--json", "--state-dir", state)
     assert shown.returncode == 0, shown.stderr
@@ -175,11 +181,26 @@ def test_unknown_session_is_a_clear_error(
     assert "Traceback" not in result.stderr
 
 
-def test_no_store_yet_is_a_clear_error(tmp_path: Path, cli: Callable[..., Ran]) -> None:
+def test_no_store_yet_is_a_clear_error(
+    tmp_path: Path, cli: Callable[..., Ran], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SENSORHUB_STATE_DIR", str(tmp_path / "home"))
     result = cli("sessions", "list", "--state-dir", str(tmp_path / "empty"))
     assert result.returncode == 2
     assert "no session store at" in result.stderr
+    # Someone who ran the demo looks for its sessions here: they are elsewhere.
+    demo = tmp_path / "home" / "demo"
+    assert f"the demo keeps its sessions apart, in {demo}" in result.stderr
+    assert f"`sensorhub sessions list --state-dir {demo}`" in result.stderr
     assert not (tmp_path / "empty").exists()  # reading creates nothing
+
+
+def test_an_empty_store_file_is_named_as_such(tmp_path: Path, cli: Callable[..., Ran]) -> None:
+    (tmp_path / "sessions.db").write_bytes(b"")
+    result = cli("sessions", "list", "--state-dir", str(tmp_path))
+    assert result.returncode == 2
+    assert "sessions.db is empty: not a sensorhub session store yet" in result.stderr
+    assert "schema" not in result.stderr  # nothing to upgrade
 
 
 async def test_replay_publishes_to_a_broker(recorded: Recorded, tmp_path: Path) -> None:

@@ -87,7 +87,9 @@ def test_records_and_frames_round_trip(tmp_path: Path) -> None:
     ]
     assert [s["address"] for s in info["sensors"]] == [BAR, PELVIS]
     assert info["sensors"][1]["calibration"]["neutral_gravity_sensor"]
-    assert info["reps"] == len(recorded.of("rep"))
+    partial = [r for r in recorded.of("rep") if r["partial"]]
+    assert info["reps"] == sum(s["rep_count"] for s in recorded.of("set"))  # whole reps
+    assert info["partial_reps"] == len(partial) > 0
     assert info["last_data"] == iso(recorded.batches[-1][1].t[0] + 1_780_000_000.0)
     store.close()
 
@@ -324,7 +326,8 @@ def test_a_read_only_state_dir_is_a_clear_error_and_still_readable(tmp_path: Pat
             cwd=ROOT,
             check=True,
         )
-        assert listing.stdout.split() == ["1", str(len(recorded.of("rep")))]
+        whole = [r for r in recorded.of("rep") if not r["partial"]]
+        assert listing.stdout.split() == ["1", str(len(whole))]
         assert sorted(p.name for p in state.iterdir()) == before  # nothing left behind
     finally:
         state.chmod(0o755)

@@ -3,7 +3,9 @@
 One :class:`Emulator` plays one athlete's scenario: an IMU sensor on each body the
 exercise involves (bar, pelvis) and, on request, a bar-velocity sensor on the bar. Their
 addresses, mounting rotations and clock drifts follow from the seed, so the same seed
-gives the same sensors every time (a user pairs once and keeps the bond). ``athletes``
+gives the same sensors every time (a user pairs once and keeps the bond). A sensor takes
+a new bond only in pairing mode: until its first bond, after :meth:`Emulator.press_buttons`,
+or within ``pairing_window_s`` of power-on (PROTOCOL.md, "Security"). ``athletes``
 plays the same scenario on several athletes at once (a busy gym: load and scale tests),
 each with sensors of their own.
 """
@@ -96,9 +98,14 @@ class Emulator:
         bar_velocity: bool = False,
         clock: Callable[[], float] = time.monotonic,
         athletes: int = 1,
+        pairing_window_s: float = 0.0,
     ) -> None:
         if not 1 <= athletes <= 1000:
             raise ValueError(f"athletes = {athletes}: give 1 to 1000 copies of the athlete")
+        if not pairing_window_s >= 0:
+            raise ValueError(f"pairing_window_s = {pairing_window_s}: give 0 or more seconds")
+        self.pairing_window_s = pairing_window_s
+        """Every sensor accepts new bonds this long after power-on, bonded or not."""
         self.scenario = scenario
         self.seed = seed
         self.radio = radio or VirtualRadio()
@@ -165,13 +172,31 @@ class Emulator:
             )
         device = self.radio.new_device(name=profile.display_name, address=profile.address)
         firmware = VirtualSensor(
-            profile, device, source, clock=self._clock, scenario_start=self.started_at
+            profile,
+            device,
+            source,
+            clock=self._clock,
+            scenario_start=self.started_at,
+            pairing_window_s=self.pairing_window_s,
         )
         await self._exit_stack.enter_async_context(firmware)
         self.sensors.append(EmulatedSensor(firmware, body, mounting, athlete))
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self._exit_stack.aclose()
+
+    def press_buttons(self, address: str | None = None) -> list[str]:
+        """Press the button of the sensor at ``address`` (None: every sensor's); return whose.
+
+        A pressed sensor is in pairing mode for a minute, or until it bonds: how a
+        sensor already bonded to one hub takes a bond with another.
+        """
+        pressed = []
+        for sensor in self.sensors:
+            if address is None or sensor.firmware.address == address.upper():
+                sensor.firmware.press_button()
+                pressed.append(sensor.firmware.address)
+        return pressed
 
     def describe(self) -> list[dict[str, Any]]:
         """One JSON-able summary per sensor: address, kind, body, drift, mounting."""

@@ -2,7 +2,9 @@
 
 A :class:`VirtualSensor` behaves as the real firmware must (PROTOCOL.md): it
 advertises who it is, accepts one connection at a time, bonds with LE Secure
-Connections, and serves data, status and control point only over an encrypted link.
+Connections but only in pairing mode (until its first bond, after its button is pressed,
+or within a window after power-on), and serves data, status and control point only over
+an encrypted link.
 Its sampler runs from power-on at the configured rate, as a real IMU's FIFO does; while
 streaming, every batch becomes a data frame with the next sequence number whether or
 not it can be delivered, so a hub can account for exactly what it missed.
@@ -77,6 +79,8 @@ IDLE_BATCH_S: Final = 0.5
 STOP_WAIT_S: Final = 0.25
 STOP_ATTEMPTS: Final = 40
 """Leaving, the firmware's tasks are cancelled again every STOP_WAIT_S until they stop."""
+PAIRING_BUTTON_S: Final = 60.0
+"""How long a press of the button keeps a sensor in pairing mode (or until it bonds)."""
 ORPHAN_STREAM_TIMEOUT_S: Final = 30.0
 """Streaming with no hub connected stops after this long, to save the battery."""
 ADVERTISING_INTERVAL_MS: Final = 100.0
@@ -142,6 +146,8 @@ class SensorCounters:
     connections: int = 0
     pairings: int = 0
     """Bonds made (a reconnect that reuses a bond makes none)."""
+    pairings_refused: int = 0
+    """Pairing requests refused because the sensor was not in pairing mode."""
     frames_corrupted: int = 0
     """Frames sent deliberately undecodable (CORRUPT, TRUNCATED); not in ``frames_sent``."""
     samples_corrupted: int = 0
@@ -184,6 +190,23 @@ class _Stream:
     recent: deque[npt.NDArray[Any]] = field(default_factory=lambda: deque(maxlen=64))
 
 
+class _PairingModeDelegate(pairing.PairingDelegate):
+    """Just Works pairing that goes ahead only while the sensor is in pairing mode.
+
+    A sensor bonded to one hub and out of pairing mode answers a new pairing request
+    with "pairing not supported"; a hub that holds a bond encrypts with it instead and
+    is never asked.
+    """
+
+    def __init__(self, sensor: VirtualSensor) -> None:
+        super().__init__()
+        self._sensor = sensor
+
+    async def accept(self) -> bool:
+        """Go on with a pairing request?"""
+        return self._sensor._accept_pairing()
+
+
 class VirtualSensor:
     """A sensor's firmware on a Bumble :class:`~bumble.device.Device`; an async context manager.
 
@@ -199,7 +222,10 @@ class VirtualSensor:
         *,
         clock: Callable[[], float] = time.monotonic,
         scenario_start: float | None = None,
+        pairing_window_s: float = 0.0,
     ) -> None:
+        if not pairing_window_s >= 0:
+            raise ValueError(f"pairing_window_s = {pairing_window_s}: give 0 or more seconds")
         self.profile = profile
         self.device = device
         self.counters = SensorCounters()
@@ -220,6 +246,11 @@ class VirtualSensor:
         self._gyro_offset = np.zeros(3)
         self._position_offset = 0.0
         self._bonded = False
+        self._pairing_until = self._boot + pairing_window_s
+        """Pairing mode by the button (or the window after power-on) lasts until then."""
+        self._advertising_stale = asyncio.Event()
+        """Set when what the sensor advertises changed: pairing mode after a bond or the
+        button, so a hub that looks at once sees it (else within a second)."""
         self._connection: Connection | None = None
         self._dropping: Connection | None = None
         self._commands: asyncio.Queue[tuple[Connection, bytes]] = asyncio.Queue(COMMAND_QUEUE_SIZE)
@@ -237,11 +268,13 @@ class VirtualSensor:
 
     async def __aenter__(self) -> VirtualSensor:
         device = self.device
+        delegate = _PairingModeDelegate(self)
         device.pairing_config_factory = lambda _connection: pairing.PairingConfig(
             sc=True,
             mitm=False,
             bonding=True,
             identity_address_type=pairing.PairingConfig.AddressType.RANDOM,
+            delegate=delegate,
         )
         device.on(device.EVENT_CONNECTION, self._on_connection)
         await device.power_on()
@@ -311,6 +344,22 @@ class VirtualSensor:
         """Whether a central is connected now."""
         return self._connection is not None
 
+    @property
+    def pairing_mode(self) -> bool:
+        """Whether the sensor accepts a new bond now (PROTOCOL.md, "Security").
+
+        It does while it has no bond, for :data:`PAIRING_BUTTON_S` after its button is
+        pressed, and through the window after power-on it was given; a bond made ends
+        the button's pairing mode.
+        """
+        return not self._bonded or self._clock() < self._pairing_until
+
+    def press_button(self) -> None:
+        """Press the sensor's button: pairing mode for PAIRING_BUTTON_S, advertised within 1 s."""
+        self._pairing_until = max(self._pairing_until, self._clock() + PAIRING_BUTTON_S)
+        self._advertising_stale.set()
+        log.info("%s: in pairing mode for %g s", self.profile.display_name, PAIRING_BUTTON_S)
+
     def sensor_time_us(self, at: float | None = None) -> int:
         """The sensor clock (a wrapping 32-bit µs counter) at true time ``at`` (default: now)."""
         elapsed = (self._clock() if at is None else at) - self._boot
@@ -359,7 +408,7 @@ class VirtualSensor:
             flags |= StatusFlags.IDENTIFYING
         if self._clipping:
             flags |= StatusFlags.CLIPPING
-        if not self._bonded:
+        if self.pairing_mode:
             flags |= StatusFlags.PAIRING_MODE
         return StatusFrame(
             battery_pct=max(0, min(100, round(self._battery))),
@@ -453,7 +502,7 @@ class VirtualSensor:
 
     def _advertisement(self) -> SensorAdvertisement:
         flags = AdvertisingFlags(0)
-        if not self._bonded:
+        if self.pairing_mode:
             flags |= AdvertisingFlags.PAIRING_MODE
         if self._stream.streaming:
             flags |= AdvertisingFlags.STREAMING
@@ -506,11 +555,25 @@ class VirtualSensor:
     def _on_disconnection(self) -> None:
         self._connection = None
         self._stream.orphaned_since = self._clock()
+        self._advertising_stale.set()  # advertising again, as it is now (a bond ends pairing)
         log.debug("%s: disconnected", self.profile.display_name)
 
     def _on_paired(self) -> None:
         self._bonded = True
+        self._pairing_until = self._clock()  # bonded: the button's pairing mode is over
         self.counters.pairings += 1
+
+    def _accept_pairing(self) -> bool:
+        """Whether to go on with a pairing request: only in pairing mode."""
+        if self.pairing_mode:
+            return True
+        self.counters.pairings_refused += 1
+        log.info(
+            "%s: refused to pair with %s: not in pairing mode (press the button)",
+            self.profile.display_name,
+            self._connection.peer_address if self._connection is not None else "?",
+        )
+        return False
 
     def _encrypted_connection(self) -> Connection | None:
         connection = self._connection
@@ -811,7 +874,9 @@ class VirtualSensor:
         last = self._clock()
         last_advertised = self._advertisement()
         while True:
-            await asyncio.sleep(1.0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._advertising_stale.wait(), 1.0)
+            self._advertising_stale.clear()
             now = self._clock()
             stream = self._stream
             rate = self.profile.drain_pct_per_hour * (1.0 if stream.streaming else 0.25)

@@ -32,9 +32,9 @@ from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData, AdvertisementDataCallback, BaseBleakScanner
 from bleak.backends.service import BleakGATTService, BleakGATTServiceCollection
 from bleak.exc import BleakDeviceNotFoundError, BleakError
-from bumble import keys, pairing
+from bumble import keys, pairing, smp
 from bumble.controller import Controller
-from bumble.core import AdvertisingData, BaseBumbleError
+from bumble.core import AdvertisingData, BaseBumbleError, ProtocolError
 from bumble.device import Advertisement, Connection, Device, Peer
 from bumble.gatt_client import CharacteristicProxy, DescriptorProxy
 from bumble.hci import Address, HCI_Error
@@ -59,6 +59,11 @@ _PROPERTY_NAMES = {
     0x40: "authenticated-signed-writes",
     0x80: "extended-properties",
 }
+
+
+class PairingRefusedError(BleakError):
+    """The sensor answered a pairing request with "pairing not supported": it is not in
+    pairing mode, so it takes no new bond (PROTOCOL.md, "Security")."""
 
 
 class _PrivateKeyStore(keys.JsonKeyStore):
@@ -448,6 +453,15 @@ class BumbleClient(BaseBleakClient):
         connection = self._require_connection()
         try:
             await connection.pair()
+        except ProtocolError as exc:
+            if (
+                exc.error_namespace == "smp"
+                and exc.error_code == smp.ErrorCode.PAIRING_NOT_SUPPORTED
+            ):
+                raise PairingRefusedError(
+                    f"{self.address} refused to pair (not in pairing mode)"
+                ) from exc
+            raise BleakError(f"pairing with {self.address} failed: {exc}") from exc
         except (BaseBumbleError, HCI_Error) as exc:
             raise BleakError(f"pairing with {self.address} failed: {exc}") from exc
 
@@ -536,4 +550,4 @@ async def _att(operation: Any, address: str) -> Any:
         raise BleakError(f"{address}: the link went down during a request") from None
 
 
-__all__ = ["BumbleClient", "BumbleHost", "BumbleScanner", "hub_address"]
+__all__ = ["BumbleClient", "BumbleHost", "BumbleScanner", "PairingRefusedError", "hub_address"]

@@ -360,6 +360,7 @@ class SensorLink:
                 BluetoothError,
                 TimeoutError,
                 EOFError,
+                OSError,  # the OS's Bluetooth (BlueZ, its D-Bus) went away: retry
                 FirmwareProtocolError,  # a sensor answering garbage: retry, never stop
             ) as exc:
                 self.last_error = str(exc) or type(exc).__name__

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from bleak import BleakClient, BleakScanner
 from bleak.backends.device import BLEDevice
@@ -23,6 +24,40 @@ from firmware_protocol.virtual.scenario import Scenario
 from sensorhub.ble.bumble_backend import BumbleClient, BumbleHost, BumbleScanner
 from sensorhub.ble.spec import NATIVE, VIRTUAL, check_ble_spec
 from sensorhub.errors import BluetoothError
+
+SYSTEM_BLUETOOTH_TIMEOUT_S: Final = 5.0
+OTHER_RADIOS: Final = (
+    "choose a radio with --ble: usb:0 (a USB Bluetooth dongle, driven directly), "
+    "serial:/dev/ttyACM0 (a controller on a serial port), tcp-client:HOST:PORT (HCI over "
+    "TCP, e.g. to `sensorhub emulate`), or virtual (virtual sensors in this process)"
+)
+
+
+async def _check_system_bluetooth() -> None:
+    """Raise BluetoothError, naming the other radios, if the OS has no Bluetooth for bleak.
+
+    On Linux bleak speaks to BlueZ over the D-Bus system bus. Without them every scan
+    failed with a bare ``[Errno 2] No such file or directory``, and a running hub searched
+    for its sensors in silence until the error ended it. Elsewhere (CoreBluetooth, WinRT)
+    bleak's own errors say what is wrong.
+    """
+    if sys.platform != "linux":
+        return
+    from bleak.backends.bluezdbus.manager import get_global_bluez_manager  # noqa: PLC0415
+
+    try:
+        async with asyncio.timeout(SYSTEM_BLUETOOTH_TIMEOUT_S):
+            manager = await get_global_bluez_manager()
+        manager.get_default_adapter()
+    except TimeoutError:  # before OSError, of which it is one
+        why = f"the D-Bus system bus did not answer within {SYSTEM_BLUETOOTH_TIMEOUT_S:g} s"
+    except (OSError, EOFError) as exc:  # no system bus to connect to
+        why = f"no D-Bus system bus: {getattr(exc, 'strerror', None) or exc}"
+    except BleakError as exc:  # BlueZ not running, or no adapter
+        why = str(exc) or type(exc).__name__
+    else:
+        return
+    raise BluetoothError(f"no system Bluetooth found (BlueZ: {why}); {OTHER_RADIOS}")
 
 
 class Radio:
@@ -62,6 +97,8 @@ class Radio:
             elif self.spec != NATIVE:
                 host = await BumbleHost.open(self.spec, state_dir=self.state_dir)
                 self.host = await self._stack.enter_async_context(host)
+            else:
+                await _check_system_bluetooth()
         except BleakError as exc:
             await self._stack.aclose()
             raise BluetoothError(str(exc)) from exc

@@ -38,11 +38,26 @@ BLE_HELP: Final = (
 )
 
 
+_HOST_PORT_SCHEMES: Final = {"tcp-client": "127.0.0.1:7001", "tcp-server": "_:7001"}
+"""Bumble transports that take ``HOST:PORT``, with an example of each."""
+
+
 def check_ble_spec(spec: str) -> str:
     """Validate a ``--ble`` value; raise ConfigError naming the accepted forms."""
     if spec in {NATIVE, VIRTUAL}:
         return spec
-    scheme, sep, _ = spec.partition(":")
-    if scheme in _BUMBLE_SCHEMES and sep:
-        return spec
-    raise ConfigError(f"--ble {spec!r} is not a radio I know; {BLE_HELP}")
+    scheme, sep, rest = spec.partition(":")
+    if scheme not in _BUMBLE_SCHEMES or not sep:
+        raise ConfigError(f"--ble {spec!r} is not a radio I know; {BLE_HELP}")
+    if example := _HOST_PORT_SCHEMES.get(scheme):
+        host, colon, port = rest.rpartition(":")
+        if not (colon and host and port.isdigit() and 0 <= int(port) <= 65535):
+            raise ConfigError(
+                f"--ble {spec!r}: {scheme} takes a host and a port, {scheme}:HOST:PORT, "
+                f"e.g. {scheme}:{example}"
+            )
+    elif not rest:
+        raise ConfigError(
+            f"--ble {spec!r}: say which device after the colon, e.g. usb:0 or serial:/dev/ttyACM0"
+        )
+    return spec

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from sensorhub.cli.run import add_service_options, say_on_stderr, view_for, wait_for_stop
+from sensorhub.cli.run import StopSignals, add_service_options, say_on_stderr, view_for
 from sensorhub.config import AthleteSettings, ServiceConfig
 from sensorhub.state import default_state_dir, ensure_state_dir
 
@@ -52,7 +52,9 @@ def add_parser(commands: Any) -> None:
 
 
 def _demo_state_dir(args: argparse.Namespace) -> Path:
-    state_dir = ensure_state_dir(args.state_dir or default_state_dir() / "demo")
+    # The default lives inside the hub's own state directory: that one is made (private)
+    # first, or creating the demo's would make it with the default mode.
+    state_dir = ensure_state_dir(args.state_dir or ensure_state_dir(default_state_dir()) / "demo")
     for stale in ("sensors.json", "bonds.json"):
         (state_dir / stale).unlink(missing_ok=True)
     return state_dir
@@ -84,31 +86,32 @@ async def run(args: argparse.Namespace) -> int:
     say = say_on_stderr
     radio = VirtualRadio()
     session: SessionInfo | None = None
-    async with Emulator(scenario, seed=args.seed, radio=radio) as emulator:
-        duration = args.duration
-        if duration is None:
-            duration = emulator.trajectory.duration_s + config.set_gap_s + SETTLE_S
-        ends_at = time.monotonic() + duration
-        async with (
-            Radio.on_virtual_radio(radio, state_dir=state_dir) as hub_radio,
-            view_for(args, "sensorhub demo") as view,
-            Service(config, radio=hub_radio, view=view, say=say) as service,
-        ):
-            freeze_startup_heap()
-            say(f"MQTT broker {service.broker_display}; topics under sensorhub/demo/#")
-            # The pelvis first: its neutral hold falls in the scenario's opening bridge.
-            for sensor in sorted(emulator.sensors, key=lambda s: s.body != "pelvis"):
-                await service.hub.pair(
-                    sensor.firmware.address,
-                    role=sensor.body,
-                    athlete=ATHLETE,
-                    name=f"demo {sensor.body}",
-                    progress=_progress(say, sensor.body),
-                )
-            session = service.start_session(note=f"sensorhub demo ({scenario.name})")
-            left = max(0.0, ends_at - time.monotonic())
-            say(f"recording session {session.id}; {left:.0f} s to go")
-            await wait_for_stop(max(0.0, ends_at - time.monotonic()))
+    with StopSignals(say) as stop:
+        async with Emulator(scenario, seed=args.seed, radio=radio) as emulator:
+            duration = args.duration
+            if duration is None:
+                duration = emulator.trajectory.duration_s + config.set_gap_s + SETTLE_S
+            ends_at = time.monotonic() + duration
+            async with (
+                Radio.on_virtual_radio(radio, state_dir=state_dir) as hub_radio,
+                view_for(args, "sensorhub demo") as view,
+                Service(config, radio=hub_radio, view=view, say=say) as service,
+            ):
+                freeze_startup_heap()
+                say(f"MQTT broker {service.broker_display}; topics under sensorhub/demo/#")
+                # The pelvis first: its neutral hold falls in the scenario's opening bridge.
+                for sensor in sorted(emulator.sensors, key=lambda s: s.body != "pelvis"):
+                    await service.hub.pair(
+                        sensor.firmware.address,
+                        role=sensor.body,
+                        athlete=ATHLETE,
+                        name=f"demo {sensor.body}",
+                        progress=_progress(say, sensor.body),
+                    )
+                session = service.start_session(note=f"sensorhub demo ({scenario.name})")
+                left = max(0.0, ends_at - time.monotonic())
+                say(f"recording session {session.id}; {left:.0f} s to go")
+                await stop.wait(max(0.0, ends_at - time.monotonic()))
     assert session is not None
     _summary(session, state_dir)
     return 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import signal
 import sys
 from pathlib import Path
@@ -17,6 +18,17 @@ from sensorhub.errors import ConfigError
 
 if TYPE_CHECKING:
     from firmware_protocol.virtual.emulator import Emulator
+
+
+def seconds_or_zero(value: str) -> float:
+    """A length of time on the command line: a number of seconds, 0 or more."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds (0 or more)")
+    return seconds
 
 
 def add_parser(commands: Any) -> None:
@@ -61,6 +73,15 @@ def add_parser(commands: Any) -> None:
         help="play the scenario on N athletes at once, each with sensors of their own "
         "(default: %(default)s)",
     )
+    parser.add_argument(
+        "--pairing-window",
+        type=seconds_or_zero,
+        default=0.0,
+        metavar="S",
+        help="every sensor accepts new bonds for S seconds after power-on, bonded or not "
+        "(default 0: until its first bond; SIGUSR1 puts every sensor in pairing mode for a "
+        "minute, as its button would)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no status lines")
     parser.set_defaults(run=run)
 
@@ -68,21 +89,33 @@ def add_parser(commands: Any) -> None:
 async def run(args: argparse.Namespace) -> int:
     """Run the emulator until the duration ends or a signal arrives."""
     from firmware_protocol.virtual.emulator import Emulator
+    from firmware_protocol.virtual.firmware import PAIRING_BUTTON_S
 
     scenario = Scenario.from_name_or_path(args.scenario)
     if not 1 <= args.athletes <= 1000:
         raise ConfigError(f"--athletes {args.athletes}: give 1 to 1000")
     emulator = Emulator(
-        scenario, seed=args.seed, bar_velocity=args.bar_velocity, athletes=args.athletes
+        scenario,
+        seed=args.seed,
+        bar_velocity=args.bar_velocity,
+        athletes=args.athletes,
+        pairing_window_s=args.pairing_window,
     )
+    say = (lambda *_: None) if args.quiet else _printer()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+
+    def press_buttons() -> None:
+        pressed = emulator.press_buttons()
+        say(f"SIGUSR1: {len(pressed)} sensors in pairing mode for {PAIRING_BUTTON_S:g} s")
+
+    if hasattr(signal, "SIGUSR1"):
+        loop.add_signal_handler(signal.SIGUSR1, press_buttons)
     async with emulator, emulator.radio.serve_hci(args.hci) as server:
         if args.truth:
             emulator.write_truth(args.truth)
-        say = (lambda *_: None) if args.quiet else _printer()
         say(f"virtual radio listening on tcp-client:{server.host}:{server.port}")
         say(f"scenario {scenario.name!r} ({scenario.exercise}), seed {args.seed}")
         for sensor in emulator.describe():

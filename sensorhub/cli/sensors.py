@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sensorhub.ble.spec import BLE_HELP, check_ble_spec
 from sensorhub.errors import BluetoothError, ConfigError
-from sensorhub.registry import ROLES, SensorRegistry
+from sensorhub.registry import ROLES, SensorRegistry, check_address
 from sensorhub.state import default_state_dir, ensure_state_dir
 
 if TYPE_CHECKING:
@@ -41,6 +42,25 @@ def _ble_arg(value: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def address_arg(value: str) -> str:
+    """A sensor's address on the command line, checked before anything waits for it."""
+    try:
+        return check_address(value)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def seconds_arg(value: str) -> float:
+    """A length of time on the command line: a number of seconds above 0."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds above 0, e.g. 15")
+    return seconds
+
+
 def state_dir(args: argparse.Namespace) -> Path:
     """The state directory the arguments ask for, created if need be."""
     return ensure_state_dir(args.state_dir or default_state_dir())
@@ -50,7 +70,9 @@ def add_parsers(commands: Any) -> None:
     """Add scan, pair and sensors to the CLI."""
     scan = commands.add_parser("scan", help="find sensors nearby")
     add_common(scan)
-    scan.add_argument("--duration", type=float, default=5.0, help="seconds to listen (default 5)")
+    scan.add_argument(
+        "--duration", type=seconds_arg, default=5.0, help="seconds to listen (default 5)"
+    )
     scan.add_argument("--json", action="store_true", help="print a JSON array and exit")
     scan.set_defaults(run=run_scan)
 
@@ -61,11 +83,13 @@ def add_parsers(commands: Any) -> None:
         "a pelvis sensor then records the neutral pose (hold still when asked).",
     )
     add_common(pair)
-    pair.add_argument("address", help="the sensor's address, as scan shows it")
+    pair.add_argument("address", type=address_arg, help="the sensor's address, as scan shows it")
     pair.add_argument("--role", required=True, choices=ROLES)
     pair.add_argument("--athlete", required=True, help="who wears or lifts with it")
     pair.add_argument("--name", default="", help="a name for people (default: role + athlete)")
-    pair.add_argument("--timeout", type=float, default=15.0, help="seconds to look for it")
+    pair.add_argument(
+        "--timeout", type=seconds_arg, default=15.0, help="seconds to look for it (default 15)"
+    )
     pair.set_defaults(run=run_pair)
 
     sensors = commands.add_parser("sensors", help="list, forget or rename registered sensors")
@@ -76,11 +100,11 @@ def add_parsers(commands: Any) -> None:
     listing.set_defaults(run=run_list)
     forget = actions.add_parser("forget", help="remove a sensor and delete its bond")
     add_common(forget)
-    forget.add_argument("address")
+    forget.add_argument("address", type=address_arg)
     forget.set_defaults(run=run_forget)
     rename = actions.add_parser("rename", help="give a sensor a name")
     add_common(rename, radio=False)
-    rename.add_argument("address")
+    rename.add_argument("address", type=address_arg)
     rename.add_argument("name")
     rename.set_defaults(run=run_rename)
 

@@ -8,6 +8,7 @@ import argparse
 import asyncio
 import json
 import os
+import shlex
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from sensorhub.cli.sensors import add_common
 from sensorhub.config import PASSWORD_ENV
-from sensorhub.errors import MqttError
+from sensorhub.errors import MqttError, StateError
 from sensorhub.state import default_state_dir
 from sensorhub.store import FORMATS
 
@@ -90,7 +91,20 @@ def _store(args: argparse.Namespace) -> Iterator[SessionStore]:
 
     # Reading needs no write access: the state directory is not created or checked here.
     directory = args.state_dir or default_state_dir()
-    store = SessionStore.open_readonly(SessionStore.path_in(directory))
+    path = SessionStore.path_in(directory)
+    if not path.is_file():
+        demo = default_state_dir() / "demo"
+        hint = (
+            f"the demo keeps its sessions apart, in {demo}: "
+            f"`sensorhub sessions list --state-dir {shlex.quote(str(demo))}`"
+            if Path(directory).resolve() != demo.resolve()
+            else "run `sensorhub demo` to record one"
+        )
+        raise StateError(
+            f"no session store at {path}: nothing has been recorded there yet (check "
+            f"--state-dir); {hint}"
+        )
+    store = SessionStore.open_readonly(path)
     try:
         yield store
     finally:
@@ -147,7 +161,8 @@ async def run_list(args: argparse.Namespace) -> int:
             _length(entry),
             athletes,
             str(entry["sets"]),
-            str(entry["reps"]),
+            f"{entry['reps']}"
+            + (f" (+{entry['partial_reps']} partial)" if entry["partial_reps"] else ""),
             entry["note"],
         )
     Console().print(table)

@@ -153,7 +153,7 @@ def parse_command(payload: bytes) -> Command:
 def reply_ids(payload: bytes) -> tuple[str | None, str | None]:
     """The ``id`` and ``command`` of a payload, as far as they can be read (for error replies)."""
     try:
-        obj = json.loads(payload)
+        obj = json.loads(payload, object_pairs_hook=_marking_twice)
     except (ValueError, RecursionError):
         return None, None
     if not isinstance(obj, dict):
@@ -183,7 +183,9 @@ def _json_object(payload: bytes) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise CommandError(f"command is not UTF-8 text (byte {exc.start}); send JSON") from None
     try:
-        obj = json.loads(text, parse_constant=_no_constant)
+        obj = json.loads(text, parse_constant=_no_constant, object_pairs_hook=_once_each)
+    except CommandError:
+        raise
     except json.JSONDecodeError as exc:
         raise CommandError(
             f"command is not JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
@@ -197,6 +199,27 @@ def _json_object(payload: bytes) -> dict[str, Any]:
         raise CommandError(
             f'command must be a JSON object like {{"command": "stop_session"}}, not {_kind(obj)}'
         )
+    return obj
+
+
+def _once_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are all different: with two, which one was meant is a guess."""
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise CommandError(f"{key!r} is given twice; give each field once")
+        obj[key] = value
+    return obj
+
+
+class _Twice:
+    """Stands for a value given under one key twice (for replies, which echo none of them)."""
+
+
+def _marking_twice(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        obj[key] = _Twice() if key in obj else value
     return obj
 
 

@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import Any, Final, Self
 
 from sensorhub.errors import StateError
+from sensorhub.state import create_private
 
 __all__ = ["Outbox", "OutboxFullError", "OutboxMessage"]
 
@@ -70,9 +71,10 @@ class Outbox:
         self.max_messages = max_messages
         self.refused = 0
         try:
+            create_private(path)
             # isolation_level=None: transactions are begun explicitly, where they matter.
             self._db = sqlite3.connect(path, isolation_level=None)
-        except sqlite3.Error as exc:
+        except (OSError, sqlite3.Error) as exc:
             raise StateError(
                 f"cannot open the MQTT outbox {str(path)!r}: {exc}; make sure the state "
                 "directory exists and is writable"

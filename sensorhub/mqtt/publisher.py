@@ -36,9 +36,18 @@ import aiomqtt
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from sensorhub.errors import CommandError, ConfigError, SensorhubError
-from sensorhub.mqtt.commands import Command, error_reply, ok_reply, parse_command, reply_ids
+from sensorhub.mqtt._intake import CutShort, bound_incoming
+from sensorhub.mqtt.commands import (
+    MAX_PAYLOAD_BYTES,
+    Command,
+    error_reply,
+    ok_reply,
+    parse_command,
+    reply_ids,
+)
 from sensorhub.mqtt.discovery import Discovery
 from sensorhub.mqtt.outbox import DEFAULT_MAX_MESSAGES, Outbox
 from sensorhub.mqtt.settings import BrokerSettings
@@ -67,6 +76,13 @@ LIVE_STALE_S: Final = 2.0
 LIVE_BURST: Final = 10
 """Live messages handed to the client at once."""
 MAX_PENDING_COMMANDS: Final = 32
+MAX_INCOMING_MESSAGE_BYTES: Final = 65_536
+"""The most of any incoming message the client keeps (topic, properties, payload): a
+command's 16 KiB and room for its headers; a longer one is read and thrown away as it
+arrives, and refused by the size it had."""
+MAX_QUEUED_INCOMING: Final = 64
+"""Messages the client holds before the hub reads them (it reads at once; this bounds a
+stalled loop). More are dropped by the client, with a warning, and get no reply."""
 MAX_PENDING_REPLIES: Final = 256
 _MEANINGFUL_SENSOR_FIELDS: Final = (
     "role",
@@ -161,12 +177,12 @@ class MqttPublisher:
             "refused": 0,
             "commands": 0,
             "dropped_replies": 0,
+            "refused_retained": 0,
+            "refused_oversized": 0,
         }
         self._last_error: str | None = None
         self._ever_connected = False
         self._reset_backoff = False
-        self._progress = asyncio.Event()
-        """Set whenever the outbox or the replies shrink (a clean shutdown waits on it)."""
         self._progress = asyncio.Event()
         """Set whenever the outbox or the replies shrink (a clean shutdown waits on it)."""
 
@@ -429,7 +445,7 @@ class MqttPublisher:
         will = aiomqtt.Will(
             self.topics.hub_status, self._offline_status("connection_lost"), 1, True
         )
-        return aiomqtt.Client(
+        client = aiomqtt.Client(
             settings.host,
             settings.port,
             username=settings.username,
@@ -451,11 +467,15 @@ class MqttPublisher:
             # the one before, up to its 40 ms delayed ACK: a rep right after a live value
             # waited that long. Messages are whole; each may go at once.
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+            max_queued_incoming_messages=MAX_QUEUED_INCOMING,
         )
+        bound_incoming(client, keep=MAX_INCOMING_MESSAGE_BYTES)
+        return client
 
     async def _connection(self) -> None:
         """One connection's life: announce, subscribe, then send and receive until it breaks."""
         client = self._client()
+        v5 = self.settings.protocol == "5"
         # In flight by design (outbox window, a live burst, retained and replies): not
         # worth aiomqtt's warning, which it gives above 10.
         client.pending_calls_threshold = OUTBOX_WINDOW + LIVE_BURST + 16
@@ -480,7 +500,13 @@ class MqttPublisher:
             self._mark_retained_dirty(discovery_only=False)
             if self._retained[self.topics.hub_status] == online:
                 del self._dirty[self.topics.hub_status]
-            await client.subscribe(self.topics.commands, qos=1)
+            # MQTT 5 can show the hub a retained command as such even when it arrives live,
+            # so it is refused at once rather than carried out now and refused later.
+            if v5:
+                options = SubscribeOptions(qos=1, retainAsPublished=True)
+                await client.subscribe(self.topics.commands, options=options)
+            else:
+                await client.subscribe(self.topics.commands, qos=1)
             if self._discovery is not None:
                 await client.subscribe(self._discovery.birth_topic, qos=1)
             async with asyncio.TaskGroup() as tasks:
@@ -656,15 +682,44 @@ class MqttPublisher:
                     log.info("MQTT: Home Assistant is online; sending discovery again")
                     self._mark_retained_dirty(discovery_only=True)
             elif topic == self.topics.commands:
-                properties = message.properties
-                response_topic = getattr(properties, "ResponseTopic", None)
-                correlation = getattr(properties, "CorrelationData", None)
-                try:
-                    self._commands.put_nowait((payload, response_topic, correlation))
-                except asyncio.QueueFull:
-                    command_id, name = reply_ids(payload)
-                    busy = f"busy: {MAX_PENDING_COMMANDS} commands are waiting; send it again later"
-                    self._reply(error_reply(command_id, name, busy), response_topic, correlation)
+                self._take_command(message, payload)
+
+    def _take_command(self, message: aiomqtt.Message, payload: bytes) -> None:
+        """Queue a command for the worker, or refuse it at once if it cannot be one."""
+        properties = message.properties
+        response_topic = getattr(properties, "ResponseTopic", None)
+        correlation = getattr(properties, "CorrelationData", None)
+        size = payload.size if isinstance(payload, CutShort) else len(payload)
+        if size > MAX_PAYLOAD_BYTES:
+            # By its size alone: neither kept waiting nor parsed (not even for its id).
+            self._counts["refused_oversized"] += 1
+            too_big = f"command is {size} bytes; at most {MAX_PAYLOAD_BYTES}"
+            log.info("MQTT: refused a command: %s", too_big)
+            self._reply(error_reply(None, None, too_big), response_topic, correlation)
+            return
+        if not payload:
+            # How a user clears a retained message at the broker: nothing to carry out,
+            # and nothing wrong to answer.
+            return
+        if message.retain:
+            # The broker keeps a retained command and hands it to every hub that connects,
+            # long after it was meant: a stop_session once ended a session started later.
+            self._counts["refused_retained"] += 1
+            refusal = (
+                "refused: the command was sent with the retain flag, so the broker would "
+                "hand it to this hub again on every connection; send commands without "
+                f"retain, and clear this one by publishing an empty retained message to "
+                f"{self.topics.commands}"
+            )
+            log.warning("MQTT: refused a retained command (%d bytes)", len(payload))
+            self._reply(error_reply(*reply_ids(payload), refusal), response_topic, correlation)
+            return
+        try:
+            self._commands.put_nowait((payload, response_topic, correlation))
+        except asyncio.QueueFull:
+            command_id, name = reply_ids(payload)
+            busy = f"busy: {MAX_PENDING_COMMANDS} commands are waiting; send it again later"
+            self._reply(error_reply(command_id, name, busy), response_topic, correlation)
 
     async def _command_worker(self) -> None:
         """Carry out commands one at a time, in the order they came."""

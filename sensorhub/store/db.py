@@ -41,6 +41,7 @@ import numpy.typing as npt
 from sensorhub.errors import ConfigError, StateError
 from sensorhub.records import iso
 from sensorhub.registry import RegisteredSensor
+from sensorhub.state import create_private
 from sensorhub.store._errors import state_error
 from sensorhub.store._lock import WriterLock, writer_alive
 from sensorhub.store._rows import (
@@ -129,6 +130,10 @@ class SessionStore:
         # SQLite leaves anything half-created in it.
         self._lock = WriterLock.acquire(self.path)
         try:
+            try:
+                create_private(self.path)
+            except OSError as exc:
+                raise state_error(self.path, "create the session store", exc) from exc
             conn = sqlite3.connect(self.path, isolation_level=None)
             try:
                 mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -213,6 +218,13 @@ class SessionStore:
                 version = self._check_identity(conn)
         except sqlite3.Error as exc:
             raise state_error(self.path, "read the session store", exc) from exc
+        if version == 0:
+            # Nothing in it (e.g. zero bytes): no schema to upgrade, nothing recorded.
+            conn.close()
+            raise StateError(
+                f"{self.path} is empty: not a sensorhub session store yet, and no session "
+                "is recorded in it (a recording sensorhub, `sensorhub run`, makes it one)"
+            )
         if version != SCHEMA_VERSION:
             conn.close()
             raise StateError(
@@ -389,6 +401,19 @@ class SessionStore:
         self.commit()
         self._mine.discard(session_id)
 
+    def add_athlete(self, session_id: int, name: str, settings: dict[str, Any]) -> None:
+        """Add an athlete who joins a running session (``settings`` as in start_session).
+
+        Adding one who is already in it changes nothing.
+        """
+        exercise, load_kg, gap_s, loss_pct = athlete_settings(name, settings)
+        with self._writing("add an athlete to the session") as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO session_athletes (session_id, athlete_id, exercise, "
+                "load_kg, set_gap_s, velocity_loss_alert_pct) VALUES (?, ?, ?, ?, ?, ?)",
+                (session_id, self._athlete_id(name), exercise, load_kg, gap_s, loss_pct),
+            )
+
     def set_load(self, session_id: int, athlete: str, load_kg: float | None) -> None:
         """Change the load on an athlete's bar (kg; None: unknown) from now on."""
         check_load(athlete, load_kg)
@@ -501,7 +526,11 @@ class SessionStore:
         return tuple(row)
 
     def sessions(self) -> list[dict[str, Any]]:
-        """Every session, oldest first, with its athletes and how many sets and reps."""
+        """Every session, oldest first, with its athletes and how many sets and reps.
+
+        ``reps`` counts whole reps, as a set's ``rep_count`` and the session's own count
+        do; ``partial_reps`` the partial ones besides.
+        """
         athletes: dict[int, dict[str, str]] = {}
         for session_id, name, exercise in self._execute(
             "SELECT sa.session_id, a.name, sa.exercise FROM session_athletes sa "
@@ -511,7 +540,8 @@ class SessionStore:
         rows = self._execute(
             "SELECT s.id, s.started, s.ended, s.interrupted, s.note, "
             "(SELECT count(*) FROM sets WHERE session_id = s.id), "
-            "(SELECT count(*) FROM reps WHERE session_id = s.id), "
+            "(SELECT count(*) FROM reps WHERE session_id = s.id AND NOT partial), "
+            "(SELECT count(*) FROM reps WHERE session_id = s.id AND partial), "
             "(SELECT count(*) FROM alerts WHERE session_id = s.id) "
             "FROM sessions s ORDER BY s.id"
         ).fetchall()
@@ -526,9 +556,10 @@ class SessionStore:
                 "exercises": athletes.get(session_id, {}),
                 "sets": sets,
                 "reps": reps,
+                "partial_reps": partial_reps,
                 "alerts": alerts,
             }
-            for session_id, started, ended, flagged, note, sets, reps, alerts in rows
+            for session_id, started, ended, flagged, note, sets, reps, partial_reps, alerts in rows
         ]
 
     def session(self, session_id: int) -> dict[str, Any]:
@@ -579,6 +610,11 @@ class SessionStore:
             ).fetchone()[0]
             for table in RECORD_TABLES.values()
         }
+        # Whole reps, as everywhere else; the partial ones besides.
+        counts["partial_reps"] = self._execute(
+            "SELECT count(*) FROM reps WHERE session_id = ? AND partial", (session_id,)
+        ).fetchone()[0]
+        counts["reps"] -= counts["partial_reps"]
         return {
             "id": session_id,
             "started": started,
