@@ -17,6 +17,12 @@ How the motion is made
     in real concentric lifts). Velocity, acceleration and angular velocity are the exact
     analytic derivatives; nothing is differentiated numerically.
 
+The person
+    A :class:`~firmware_protocol.virtual.physiology.Lifter` lays tremor and sway over
+    every channel of what the person holds or wears (a gain follows who holds the bar:
+    none while it lies on the floor or the hooks untouched) and rings the bar where its
+    plates meet the floor or it meets the rack. Without one the holds are exactly still.
+
 Pelvic tilt (the one convention the analysis must share)
     Tilt is the sagittal-plane rotation of the pelvis segment about its mediolateral axis,
     relative to the neutral calibration pose, in degrees, POSITIVE = POSTERIOR (tail tucked).
@@ -28,9 +34,11 @@ Pelvic tilt (the one convention the analysis must share)
     posterior or anterior tilt.
 
 Calibration
-    Every pelvis scenario opens with ``scenario.calibration_s`` seconds (3 s by default) of
-    complete stillness in the neutral lockout bridge: shoulders on the bench, hips extended,
-    trunk horizontal, pelvis neither tucked nor arched. Tilt is exactly 0 there. In a
+    Every pelvis scenario opens with ``scenario.calibration_s`` seconds (3 s by default) in
+    the neutral lockout bridge: shoulders on the bench, hips extended, trunk horizontal,
+    pelvis neither tucked nor arched. The neutral orientation is the mean over the bridge:
+    without a lifter the bridge is completely still and tilt exactly 0 there; a lifter sways
+    about it by a fraction of a degree. In a
     barbell hip thrust without disturbances the bar already rests on the hips; with
     disturbances it lies on the floor in front and is rolled on afterwards.
 """
@@ -45,6 +53,16 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import special
 
+from firmware_protocol.virtual.physiology import (
+    GRIP_RAMP_S,
+    GainProfile,
+    Lifter,
+    Oscillation,
+    Ring,
+    modulate,
+    oscillations,
+    ring,
+)
 from firmware_protocol.virtual.scenario import HIP_LEVER_M, Scenario, SetPlan
 from firmware_protocol.virtual.truth import (
     DisturbanceTruth,
@@ -75,6 +93,9 @@ _PELVIS_STAND_Z = 0.95  # sacrum height standing
 _PELVIS_RISE = 0.92  # sacrum rise per metre of bar rise in a hip thrust
 _SQUAT_TOP_Z = 1.45  # bar on the upper back, standing
 _RACK_X = 0.6  # squat rack hooks: this far in front of the lifting spot
+_LIFTER_STREAM = 0x11F7  # second seed word of the lifter's random stream
+# Bar vibration at a contact, as a share of the lifter's hardest deadlift touchdown.
+_CONTACT = {"set_down": 0.4, "hips_bottom": 0.2, "rack": 0.8, "unrack": 0.15}
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +169,8 @@ class _Channel:
         self.level = base  # value once every move scheduled so far has finished
         self.moves: list[tuple[float, float, float, float, float]] = []  # t0, T, delta, a, b
         self.waves: list[tuple[float, float, float, float, float, float]] = []
+        self.layers: list[tuple[Oscillation, GainProfile]] = []  # tremor and sway
+        self.rings: list[Ring] = []
 
     def move(
         self, t0: float, duration: float, delta: float, shape: tuple[float, float] = _MINJERK
@@ -190,6 +213,8 @@ class _CompiledChannel:
         self.t1_sorted = self.t1[order]
         self.done = np.concatenate([[0.0], np.cumsum(self.delta[order])])
         self.w = np.array(ch.waves, dtype=np.float64).reshape(-1, 6)
+        self.layers = tuple(ch.layers)
+        self.rings = tuple(sorted(ch.rings, key=lambda r: r.t0))
 
     def eval(self, t: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
         p = self.base + self.done[np.searchsorted(self.t1_sorted, t, side="right")]
@@ -212,6 +237,13 @@ class _CompiledChannel:
             j1 = np.searchsorted(t, w0 + wdur, side="left")
             for k in np.flatnonzero(j1 > j0):
                 self._wave(t, slice(j0[k], j1[k]), self.w[k], (p, v, acc))
+        for oscillation, gain in self.layers:
+            dp, dv, da = modulate(oscillation, gain, t)
+            p += dp
+            v += dv
+            acc += da
+        for r in self.rings:
+            r.add_to(t, (p, v, acc))
         return p, v, acc
 
     @staticmethod
@@ -241,12 +273,13 @@ class _CompiledChannel:
 class Trajectory:
     """True motion of every sensor-carrying body over a scenario, with its ground truth.
 
-    Deterministic given (scenario, seed). Outside [0, duration_s] every body rests in its
-    start or end pose.
+    Deterministic given (scenario, seed, lifter). Outside [0, duration_s] every body rests
+    in its start or end pose (a lifter's tremor and sway go on there).
     """
 
     scenario: Scenario
     seed: int
+    lifter: Lifter | None
     duration_s: float
     bodies: tuple[Body, ...]
     lift_body: Body
@@ -259,9 +292,11 @@ class Trajectory:
         seed: int,
         channels: dict[Body, dict[str, _Channel]],
         duration_s: float,
+        lifter: Lifter | None = None,
     ) -> None:
         self.scenario = scenario
         self.seed = seed
+        self.lifter = lifter
         self.duration_s = duration_s
         self.bodies = scenario.bodies
         self.lift_body = "bar" if "bar" in self.bodies else "pelvis"
@@ -271,16 +306,28 @@ class Trajectory:
         }
         self.neutral_orientation = None
         if "pelvis" in self.bodies:
-            t_cal = np.array([0.5 * scenario.calibration_s])
-            self.neutral_orientation = self.state("pelvis", t_cal).orientation[0]
+            # The mean pose over the bridge: a person holding it sways about it.
+            q = self.state("pelvis", np.linspace(0.0, scenario.calibration_s, 301)).orientation
+            mean = np.mean(q * np.sign(q @ q[0])[:, None], axis=0)
+            self.neutral_orientation = mean / np.linalg.norm(mean)
 
     @classmethod
-    def from_scenario(cls, scenario: Scenario, seed: int) -> Trajectory:
-        """Choreograph the scenario with randomness drawn from ``seed`` and compute the truth."""
+    def from_scenario(
+        cls, scenario: Scenario, seed: int, *, lifter: Lifter | None = None
+    ) -> Trajectory:
+        """Choreograph the scenario with randomness drawn from ``seed`` and compute the truth.
+
+        ``lifter`` adds a person's tremor and sway to every hold and the bar's ringing at
+        floor and rack contacts (:mod:`firmware_protocol.virtual.physiology`); without
+        one (or with a still one) the holds are exact. The lifter's draws come from a
+        stream of their own, so the choreography is the same with and without.
+        """
         rng = np.random.default_rng(seed)
         chor = _Choreographer(scenario, rng)
         chor.run()
-        traj = cls(scenario, seed, chor.channels, chor.duration_s)
+        if lifter is not None and not lifter.still:
+            chor.unsteady(lifter, np.random.default_rng([seed, _LIFTER_STREAM]))
+        traj = cls(scenario, seed, chor.channels, chor.duration_s, lifter)
         traj.truth = build_truth(
             scenario,
             chor.reps,
@@ -387,6 +434,13 @@ class _Choreographer:
         self.trunk = 0.0  # trunk rotation from horizontal, degrees, posterior-positive like tilt
         self.pelvic = 0.0  # the pelvis's own tilt on the trunk, degrees, posterior-positive
         self.bar_on_hips = self.ex == "hip_thrust" and not self.dist
+        # Who holds what, for the lifter's tremor and sway: a gain per body from 0 (lying
+        # on the floor or the hooks, untouched) to 1 (in the hands, on the back or hips),
+        # changed by (time, level) events; and the moments the bar meets floor or hooks.
+        held = self.bar_on_hips or (self.ex == "squat" and not self.dist)
+        self.grip0: dict[Body, float] = {"pelvis": 1.0, "bar": 1.0 if held else 0.0}
+        self.grips: dict[Body, list[tuple[float, float]]] = {"pelvis": [], "bar": []}
+        self.contacts: list[tuple[float, str]] = []
         first = scenario.sets[0]
         self.channels: dict[Body, dict[str, _Channel]] = {}
         if "pelvis" in scenario.bodies:
@@ -417,6 +471,26 @@ class _Choreographer:
 
     def note(self, kind: str, body: Body, t0: float, t1: float) -> None:
         self.disturbances.append(DisturbanceTruth(kind, body, t0, t1))
+
+    def grip(self, body: Body, t: float, level: float) -> None:
+        self.grips[body].append((t, level))
+
+    # -- the person: tremor, sway, the bar's ringing ----------------------------------------
+
+    def unsteady(self, lifter: Lifter, rng: np.random.Generator) -> None:
+        """Lay the lifter's tremor and sway over every body, as held, and ring the bar."""
+        for body, channels in self.channels.items():
+            # The person was there before the recording and stays after it.
+            gain = GainProfile(self.grip0[body], self.grips[body])
+            for name, oscillation in oscillations(lifter, body, rng).items():
+                channels[name].layers.append((oscillation, gain))
+        if "bar" not in self.channels:
+            return
+        for t0, kind in sorted(self.contacts):
+            # One contact is harder than the next.
+            peak = _CONTACT[kind] * lifter.touchdown_mps2 * float(rng.uniform(0.6, 1.2))
+            for name, rings in ring(t0, peak, rng).items():
+                self.channels["bar"][name].rings.extend(rings)
 
     # -- timeline --------------------------------------------------------------------------
 
@@ -455,6 +529,7 @@ class _Choreographer:
         pauses = {p.after_rep: p.pause_s for p in plan.rest_pauses}
         con_shape, ecc_shape = _SHAPES[self.ex]
         end = t
+        rested = True  # the rep before was a while ago (or there was none)
         for k in range(1, plan.reps + 1):
             prog = (k - 1) / (plan.reps - 1) if plan.reps > 1 else 0.0
             jit = plan.rep_jitter
@@ -471,27 +546,47 @@ class _Choreographer:
             # (deceleration beyond g) that a slow grind does not have.
             brake = 0.5 * max(0.0, rom / tc - 0.4)
             cs = (con_shape[0] + 0.4 * prog, max(1.2, con_shape[1] - brake))
+            es = ecc_shape
             if self.ex == "squat":
                 e0, e1 = t, t + te
                 c0, c1 = e1 + pause, e1 + pause + tc
                 l0, l1 = c1, c1 + hold
                 start, end, gap = e0, l1, pauses.get(k, 0.0)
-                self._squat_rep(_Rep(c0, tc, e0, te, rom, frac, cs, ecc_shape))
+                self._squat_rep(_Rep(c0, tc, e0, te, rom, frac, cs, es))
             else:
                 c0, c1 = t, t + tc
                 l0, l1 = c1, c1 + hold
                 e0, e1 = l1, l1 + te
                 start, end, gap = c0, e1, pauses.get(k, pause)
-                rep = _Rep(c0, tc, e0, te, rom, frac, cs, ecc_shape)
+                rep = _Rep(c0, tc, e0, te, rom, frac, cs, es)
                 if self.thrust:
                     self._thrust_rep(plan, k, rep)
                 else:
                     self._deadlift_rep(rep)
+                self._floor_contact(rep, rested, gap if k < plan.reps else None)
             self.reps.append(RepTiming(i + 1, k, start, end, e0, e1, c0, c1, l0, l1, partial))
             if k in pauses:
                 self._rest_pause(end, end + gap)
+            rested = gap >= 3.0
             t = end + gap
         return end
+
+    def _floor_contact(self, rep: _Rep, rested: bool, gap: float | None) -> None:
+        """Who holds the bar around a rep from the floor, and how its plates land."""
+        c0, e1 = rep.c0, rep.e0 + rep.te
+        if self.ex == "hip_thrust" and self.bar_on_hips:
+            self.contacts.append((e1, "hips_bottom"))
+        if self.ex != "deadlift":
+            return
+        set_up = any(c0 - 2.5 <= t <= c0 for t, _ in self.grips["bar"])  # rolled it there
+        if rested and not set_up:  # hands on the bar, taking the slack out, then the pull
+            self.grip("bar", c0 - 2.0, 0.25)
+        self.grip("bar", c0 - 0.35, 1.0)
+        self.contacts.append((e1, "set_down"))
+        if gap is None or gap >= 3.0:
+            self.grip("bar", e1 + 0.3, 0.0)  # lets go
+        elif gap >= 0.8:
+            self.grip("bar", e1 + 0.1, 0.25)  # hands stay on the bar on the floor
 
     def _rest_pause(self, ta: float, tb: float) -> None:
         if not self.dist:
@@ -646,8 +741,13 @@ class _Choreographer:
             return t0
         self.c("bar", "x").move(t0, dur, dx)
         self.c("bar", "pitch").move(t0, dur, dx / PLATE_RADIUS_M)
+        self.grip("bar", t0 - GRIP_RAMP_S, 1.0)  # pushed by hand
         if self.ex == "hip_thrust":
             self.bar_on_hips = dx < 0
+            if not self.bar_on_hips:
+                self.grip("bar", t0 + dur, 0.0)
+        else:
+            self.grip("bar", t0 + dur, 0.25)  # set up for the pull: hands stay on
         self.note(kind, "bar", t0, t0 + dur)
         return t0 + dur
 
@@ -706,6 +806,8 @@ class _Choreographer:
         """Lift the bar off the hooks and walk it back to the lifting spot."""
         bar = self.channels["bar"]
         lift, walk = 0.7 * scale, 2.5 * scale
+        self.grip("bar", t0 - GRIP_RAMP_S, 1.0)
+        self.contacts.append((t0 + 0.3 * lift, "unrack"))
         bar["z"].move(t0, lift, 0.05)
         bar["x"].move(t0 + lift, walk, -_RACK_X, (1.2, 1.2))
         bar["z"].wave(t0 + lift, walk, 0.01, 1.8)
@@ -720,5 +822,7 @@ class _Choreographer:
         bar["z"].wave(t0, 2.5, 0.01, 1.8)
         bar["z"].move(t0 + 2.5, 0.6, -0.05)
         bar["pitch"].wave(t0 + 3.1, 0.4, _rad(2.0), 3.0)
+        self.contacts.append((t0 + 3.0, "rack"))  # the bar lands on the hooks
+        self.grip("bar", t0 + 3.2, 0.0)
         self.note("rerack", "bar", t0, t0 + 3.5)
         return t0 + 3.5
