@@ -15,7 +15,9 @@ How the motion is made
     I_u(a+1, b+1), so its velocity is proportional to u^a (1-u)^b: zero velocity and zero
     acceleration at both ends, the peak at u = a/(a+b) (later than the middle for a > b, as
     in real concentric lifts). Velocity, acceleration and angular velocity are the exact
-    analytic derivatives; nothing is differentiated numerically.
+    analytic derivatives; nothing is differentiated numerically. Touch-and-go sets use an
+    exponent of 1 where the bar turns round: the velocity passes through zero at a finite
+    acceleration, without the rest a paused rep has.
 
 The person
     A :class:`~firmware_protocol.virtual.physiology.Lifter` lays tremor and sway over
@@ -94,8 +96,8 @@ _PELVIS_RISE = 0.92  # sacrum rise per metre of bar rise in a hip thrust
 _SQUAT_TOP_Z = 1.45  # bar on the upper back, standing
 _RACK_X = 0.6  # squat rack hooks: this far in front of the lifting spot
 _LIFTER_STREAM = 0x11F7  # second seed word of the lifter's random stream
-# Bar vibration at a contact, as a share of the lifter's hardest deadlift touchdown.
-_CONTACT = {"set_down": 0.4, "hips_bottom": 0.2, "rack": 0.8, "unrack": 0.15}
+# Bar vibration at a contact, as a share of the lifter's touch-and-go deadlift touchdown.
+_CONTACT = {"bounce": 1.0, "set_down": 0.4, "hips_bottom": 0.2, "rack": 0.8, "unrack": 0.15}
 
 
 @dataclass(frozen=True, slots=True)
@@ -547,6 +549,14 @@ class _Choreographer:
             brake = 0.5 * max(0.0, rom / tc - 0.4)
             cs = (con_shape[0] + 0.4 * prog, max(1.2, con_shape[1] - brake))
             es = ecc_shape
+            # Touch-and-go: the bar turns round at speed, its velocity passing through zero
+            # with the acceleration at its peak (exponent 1: v grows linearly from zero).
+            bounce_out = plan.touch_and_go and k < plan.reps and k not in pauses
+            if plan.touch_and_go and self.ex == "squat":
+                cs, es = (1.0 + 0.4 * prog, 1.0), (1.0, 1.0)
+            elif plan.touch_and_go:
+                cs = (1.0 if not rested else cs[0], cs[1])
+                es = (es[0], 1.0) if bounce_out else es
             if self.ex == "squat":
                 e0, e1 = t, t + te
                 c0, c1 = e1 + pause, e1 + pause + tc
@@ -563,7 +573,7 @@ class _Choreographer:
                     self._thrust_rep(plan, k, rep)
                 else:
                     self._deadlift_rep(rep)
-                self._floor_contact(rep, rested, gap if k < plan.reps else None)
+                self._floor_contact(rep, rested, gap if k < plan.reps else None, bounce_out)
             self.reps.append(RepTiming(i + 1, k, start, end, e0, e1, c0, c1, l0, l1, partial))
             if k in pauses:
                 self._rest_pause(end, end + gap)
@@ -571,7 +581,7 @@ class _Choreographer:
             t = end + gap
         return end
 
-    def _floor_contact(self, rep: _Rep, rested: bool, gap: float | None) -> None:
+    def _floor_contact(self, rep: _Rep, rested: bool, gap: float | None, bounce: bool) -> None:
         """Who holds the bar around a rep from the floor, and how its plates land."""
         c0, e1 = rep.c0, rep.e0 + rep.te
         if self.ex == "hip_thrust" and self.bar_on_hips:
@@ -582,7 +592,7 @@ class _Choreographer:
         if rested and not set_up:  # hands on the bar, taking the slack out, then the pull
             self.grip("bar", c0 - 2.0, 0.25)
         self.grip("bar", c0 - 0.35, 1.0)
-        self.contacts.append((e1, "set_down"))
+        self.contacts.append((e1, "bounce" if bounce else "set_down"))
         if gap is None or gap >= 3.0:
             self.grip("bar", e1 + 0.3, 0.0)  # lets go
         elif gap >= 0.8:

@@ -11,7 +11,9 @@ Rep phases
     (zero velocity); the lockout is the hold at the top. The lift body is the bar, or the
     pelvis in a bodyweight hip thrust. Phases are the scheduled ones: a lifter's tremor and
     sway (:mod:`firmware_protocol.virtual.physiology`), millimetres at most, move on
-    through them.
+    through them. In a touch-and-go set the bottom pause (deadlift) or both the bottom
+    pause and the lockout (squat) last 0-0.1 s, and the velocity passes through zero there
+    without resting.
 Velocity metrics (vertical, of the lift body)
     ``mcv_mps``: mean vertical velocity over the concentric phase, i.e. rise / duration.
     ``peak_velocity_mps``: maximum vertical velocity in the concentric phase.
