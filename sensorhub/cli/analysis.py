@@ -45,7 +45,21 @@ def add_parsers(commands: Any) -> None:
         "--sets", type=int, default=60, help="sets per exercise (default 60; 240 in all)"
     )
     evaluate_parser.add_argument("--seed", type=int)  # default: EVALUATION_SEED, in run_evaluate
-    evaluate_parser.add_argument("--rate", type=float, default=200.0, help="IMU rate, Hz")
+    evaluate_parser.add_argument(
+        "--corpus",
+        choices=("real", "clean"),
+        default="real",
+        help="real (default): lifters calm to shaky, touch-and-go sets, four IMU parts at 12.5-200 "
+        "Hz over a lossy BLE link; clean: the corpus as first built (a still lifter, one "
+        "part at 200 Hz, every sample delivered), for comparison",
+    )
+    evaluate_parser.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="IMU rate of every scenario, Hz (default: the corpus's own: a mix for real, "
+        "200 for clean)",
+    )
     evaluate_parser.add_argument(
         "--live",
         action="store_true",
@@ -170,6 +184,7 @@ async def run_evaluate(args: argparse.Namespace) -> int:
         seed=EVALUATION_SEED if args.seed is None else args.seed,
         rate_hz=args.rate,
         live=args.live,
+        corpus_kind=args.corpus,
         workers=args.workers,
         progress=lambda line: print(line, file=sys.stderr, flush=True),
     )
