@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from functools import cache
 from pathlib import Path
@@ -16,7 +17,7 @@ from firmware_protocol.virtual.motion import (
     quat_multiply,
     quat_rotate,
 )
-from firmware_protocol.virtual.scenario import EXERCISES, Scenario
+from firmware_protocol.virtual.scenario import EXERCISES, Scenario, SetPlan
 from firmware_protocol.virtual.truth import ANTERIOR_TILT_LIMIT_DEG, LARGE_RANGE_LIMIT_DEG
 
 PRESETS = Scenario.presets()
@@ -256,3 +257,66 @@ def test_truth_file_round_trips(tmp_path: Path) -> None:
     assert rep["mcv_mps"] == traj.truth.reps[0].mcv_mps
     lift = [x for x in lines if x["type"] == "lift"]
     assert lift[0]["z_m"] == 0.0
+
+
+# --- touch-and-go ----------------------------------------------------------------------------
+
+
+def one_set(exercise: str, *, touch_and_go: bool, seed: int = 4) -> Trajectory:
+    rom = 0.5
+    bottom = (0.05 if exercise == "deadlift" else 0.0) if touch_and_go else 0.6
+    hold = (0.0 if exercise == "squat" else 0.3) if touch_and_go else 1.0
+    plan = SetPlan(
+        reps=6,
+        load_kg=120.0,
+        concentric_s=rom / 0.6,
+        eccentric_s=1.0,
+        lockout_hold_s=hold,
+        bottom_pause_s=bottom,
+        rom_m=rom,
+        rest_before_s=10.0,
+        touch_and_go=touch_and_go,
+    )
+    scenario = Scenario("tng", exercise, (plan,), disturbances=False)  # type: ignore[arg-type]
+    return Trajectory.from_scenario(scenario, seed)
+
+
+def longest_rest_s(traj: Trajectory, t0: float, t1: float, below_mps: float = 0.02) -> float:
+    """The longest stretch within [t0, t1] that the lift body's speed stays below
+    ``below_mps``."""
+    t = np.arange(t0, t1, 1e-3)
+    resting = np.abs(traj.state(traj.lift_body, t).velocity[:, 2]) < below_mps
+    edges = np.flatnonzero(np.diff(np.r_[0, resting.astype(int), 0]))
+    runs = edges[1::2] - edges[::2]
+    return float(runs.max() * 1e-3) if runs.size else 0.0
+
+
+@pytest.mark.parametrize("exercise", ["squat", "deadlift"])
+def test_touch_and_go_reps_never_rest_between_reps(exercise: str) -> None:
+    for bounce, shortest in ((True, None), (False, 0.45)):
+        traj = one_set(exercise, touch_and_go=bounce)
+        reps = traj.truth.reps
+        rests = []
+        for a, b in itertools.pairwise(reps):
+            if exercise == "squat":  # no pause at the top or at the bottom
+                rests += [longest_rest_s(traj, a.concentric_end - 0.3, b.eccentric_start + 0.3)]
+                rests += [longest_rest_s(traj, a.eccentric_end - 0.3, a.concentric_start + 0.3)]
+            else:  # the plates touch the floor and go
+                rests += [longest_rest_s(traj, a.eccentric_end - 0.3, b.concentric_start + 0.3)]
+        if shortest is None:
+            assert max(rests) < 0.15, rests
+        else:  # a paused set rests at each turnaround
+            assert min(rests) > shortest, rests
+
+
+def test_touch_and_go_turns_round_at_speed() -> None:
+    traj = one_set("deadlift", touch_and_go=True)
+    a, b = traj.truth.reps[1], traj.truth.reps[2]
+    # At the floor the bar stops with its acceleration at a peak, not easing to rest.
+    s = traj.state("bar", np.array([a.eccentric_end - 1e-3, b.concentric_start + 1e-3]))
+    assert s.acceleration[:, 2].min() > 1.0
+    assert b.concentric_start - a.eccentric_end <= 0.1
+    # The first pull of the set starts from a dead stop, as any first rep does.
+    first = traj.truth.reps[0]
+    start = traj.state("bar", np.array([first.concentric_start + 1e-3]))
+    assert abs(start.acceleration[0, 2]) < 0.5

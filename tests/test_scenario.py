@@ -153,3 +153,61 @@ def test_to_dict_round_trips_through_json(name: str) -> None:
     assert Scenario.from_dict(d) == s
     r = Scenario.random("deadlift", np.random.default_rng(1))
     assert Scenario.from_dict(json.loads(json.dumps(r.to_dict()))) == r
+
+
+def test_touch_and_go_is_a_set_style_of_squats_and_deadlifts(tmp_path: Path) -> None:
+    def plan(**changes: object) -> SetPlan:
+        base: dict[str, object] = {
+            "reps": 5,
+            "load_kg": 100.0,
+            "concentric_s": 0.8,
+            "eccentric_s": 1.0,
+            "lockout_hold_s": 0.0,
+            "bottom_pause_s": 0.05,
+            "rom_m": 0.5,
+            "touch_and_go": True,
+        }
+        return SetPlan(**(base | changes))  # type: ignore[arg-type]
+
+    Scenario("s", "squat", (plan(),), disturbances=False)
+    Scenario("d", "deadlift", (plan(lockout_hold_s=0.5),), disturbances=False)
+    with pytest.raises(ScenarioError, match=r"sets\[0\]\.bottom_pause_s = 0\.5 .*0\.\.0\.1 s"):
+        Scenario("d", "deadlift", (plan(bottom_pause_s=0.5),), disturbances=False)
+    with pytest.raises(ScenarioError, match=r"lockout_hold_s = 1\.0 in a touch-and-go squat"):
+        Scenario("s", "squat", (plan(lockout_hold_s=1.0),), disturbances=False)
+    with pytest.raises(ScenarioError, match="touch_and_go is for squat and deadlift"):
+        Scenario("h", "hip_thrust", (plan(rom_m=0.2),), disturbances=False)
+    path = tmp_path / "tng.toml"
+    path.write_text(
+        'name = "tng"\nexercise = "squat"\n[[sets]]\nreps = 3\nload_kg = 80\n'
+        "concentric_s = 0.8\neccentric_s = 1.0\nlockout_hold_s = 0\nbottom_pause_s = 0\n"
+        "rom_m = 0.5\ntouch_and_go = true\n"
+    )
+    assert Scenario.load(path).sets[0].touch_and_go
+    path.write_text(path.read_text().replace("touch_and_go = true", 'touch_and_go = "yes"'))
+    with pytest.raises(ScenarioError, match=r"sets\[0\]\.touch_and_go must be bool"):
+        Scenario.load(path)
+
+
+def test_random_sets_mix_touch_and_go_with_paused_ones() -> None:
+    # Without a share no draw is spent on the style: the old corpora come out the same.
+    assert Scenario.random("squat", np.random.default_rng(2)) == Scenario.random(
+        "squat", np.random.default_rng(2), touch_and_go=0.0
+    )
+    rng = np.random.default_rng(6)
+    for exercise in ("squat", "deadlift"):
+        plans = [
+            p
+            for _ in range(30)
+            for p in Scenario.random(exercise, rng, sets=3, touch_and_go=0.4).sets  # type: ignore[arg-type]
+        ]
+        bouncing = [p for p in plans if p.touch_and_go]
+        assert 0.25 < len(bouncing) / len(plans) < 0.55
+        assert all(p.bottom_pause_s <= 0.1 for p in bouncing)
+        assert any(p.bottom_pause_s > 0.1 for p in plans if not p.touch_and_go)
+        if exercise == "squat":
+            assert all(p.lockout_hold_s == 0.0 for p in bouncing)
+    hips = Scenario.random("hip_thrust", rng, sets=4, touch_and_go=1.0)
+    assert not any(p.touch_and_go for p in hips.sets)
+    with pytest.raises(ScenarioError, match="touch_and_go = 2"):
+        Scenario.random("squat", rng, touch_and_go=2)

@@ -1,27 +1,40 @@
-"""Error models of the virtual sensors: a 6-axis MEMS IMU and a linear position transducer.
+"""Error models of the virtual sensors: 6-axis MEMS IMUs and a linear position transducer.
 
 IMU measurement model, per axis of the sensor frame::
 
-    accel = (I + C_a) diag(1 + s_a) · R_sensor←world (a + (0, 0, g)) + b_a + d_a(t) + n_a
-    gyro  = (I + C_g) diag(1 + s_g) · R_sensor←body ω_body           + b_g + d_g(t) + n_g
+    accel = (I + C_a) diag(1 + s_a) · R_sensor←world (ā + (0, 0, g)) + b_a + d_a(t) + n_a
+    gyro  = (I + C_g) diag(1 + s_g) · R_sensor←body ω̄_body           + b_g + d_g(t) + n_g
 
 ``s`` scale-factor errors and ``C`` cross-axis coupling (off-diagonal) are drawn once per
 simulated part; ``b`` is the constant zero-g / zero-rate offset drawn once per part;
 ``d(t)`` is slow in-run drift (temperature and bias instability), a first-order
 Gauss-Markov process exactly discretised for any sample spacing; ``n`` is white noise.
 
+Output filter: a part samples its MEMS element far faster than it reports and filters down
+to the output data rate (ODR). The model reports the mean over one output period centred
+on the sample time: ``ā`` is the change of velocity over ``[t - T/2, t + T/2]`` divided by
+``T = 1/ODR``, ``ω̄`` the rotation over that period divided by ``T`` (exact, from the
+trajectory's orientations). That boxcar passes rep motion untouched, halves a tremor at
+0.6 ODR and nulls a vibration at the ODR itself, as the parts' own decimation filters do
+(theirs are steeper); a 20 Hz bar vibration sampled at 12.5 Hz is not folded down whole.
+
 White noise per sample: ``sigma = noise_density * sqrt(ENBW)`` with the equivalent noise
 bandwidth ``ENBW = noise_bandwidth_fraction * ODR``. The sensors' digital low-pass filters
-in their normal modes cut off near 0.4-0.5 ODR, and ST quotes RMS noise for BW = ODR/2
-(DS12140, note to Table 2), so the fraction is 0.5: ``sigma = ND * sqrt(ODR / 2)``.
-Samples are then rounded to int16 counts of the selected full-scale range and clipped at
--32768..32767, like the real register output.
+in their normal modes cut off near 0.4-0.5 ODR, ST quotes RMS noise for BW = ODR/2
+(DS12140, note to Table 2), and the boxcar above has exactly ODR/2, so the fraction is
+0.5: ``sigma = ND * sqrt(ODR / 2)``. Samples are then rounded to int16 counts of the
+selected full-scale range (one count: range / 32768) and clipped at -32768..32767, like
+the real register output of every part here (16-bit data registers).
 
 Datasheet figures: Bosch Sensortec BMI270 data sheet BST-BMI270-DS000; STMicroelectronics
-LSM6DSO data sheet DS12140. Both quote "typical" values; Bosch states that typical means
-1 sigma of the production spread, and this model draws per-part errors with the typical
-value as 1 sigma. Drift (bias instability) is not specified in either datasheet: it is
-modelled and marked so below.
+LSM6DSO data sheet DS12140; InvenSense MPU-6000/MPU-6050 product specification
+PS-MPU-6000A-00 (rev. 3.4); TDK InvenSense ICM-42688-P data sheet DS-000347. Each figure
+below says where it comes from, or that it is modelled (not in the datasheet). The
+datasheets quote "typical" values; Bosch states that typical means 1 sigma of the
+production spread, and this model draws per-part errors with the typical value as 1 sigma
+for every part (for the MPU-6050's ±20 °/s zero-rate tolerance that is a harsh but
+possible part). Drift (bias instability) is not specified in these datasheets: it is
+modelled from the offsets' temperature coefficients over a few kelvin of warm-up.
 """
 
 from __future__ import annotations
@@ -44,7 +57,10 @@ from firmware_protocol.virtual.motion import (
 __all__ = [
     "BMI270",
     "GYMAWARE_LIKE",
+    "ICM42688P",
+    "IMU_PARTS",
     "LSM6DSO",
+    "MPU6050",
     "BarSensorSimulator",
     "BarSensorSpec",
     "ImuSimulator",
@@ -77,6 +93,13 @@ class ImuSpec:
     noise_bandwidth_fraction: float = 0.5  # ENBW / ODR
     accel_ranges_g: tuple[int, ...] = (2, 4, 8, 16)
     gyro_ranges_dps: tuple[int, ...] = (125, 250, 500, 1000, 2000)
+    odr_hz: tuple[float, ...] = (25.0, 50.0, 100.0, 200.0, 400.0, 800.0)  # both sensors on
+    accel_bias_z_mg: float | None = None  # zero-g offset of z where it differs from x, y
+
+    def accel_bias_sigma_mg(self) -> tuple[float, float, float]:
+        """Zero-g offset spread (1 sigma) of the x, y and z axes, mg."""
+        z = self.accel_bias_mg if self.accel_bias_z_mg is None else self.accel_bias_z_mg
+        return (self.accel_bias_mg, self.accel_bias_mg, z)
 
 
 BMI270 = ImuSpec(
@@ -102,6 +125,9 @@ BMI270 = ImuSpec(
     # Cross-axis sensitivity: +-1 % typ. (accelerometer); gyroscope modelled the same.
     accel_cross_axis=0.01,
     gyro_cross_axis=0.01,
+    # BST-BMI270-DS000 Table 1: accelerometer ODR 0.78-1600 Hz, gyroscope 25-3200 Hz;
+    # both sensors run together from 25 Hz.
+    odr_hz=(25.0, 50.0, 100.0, 200.0, 400.0, 800.0, 1600.0),
 )
 
 LSM6DSO = ImuSpec(
@@ -126,7 +152,66 @@ LSM6DSO = ImuSpec(
     gyro_scale_error=0.01,
     accel_cross_axis=0.01,
     gyro_cross_axis=0.01,
+    # DS12140 Table 2, LA_ODR and G_ODR: 12.5 to 6664 Hz in steps of two (26, 52, 104 ...).
+    odr_hz=(12.5, 26.0, 52.0, 104.0, 208.0, 416.0, 833.0, 1666.0),
 )
+
+MPU6050 = ImuSpec(
+    name="MPU-6050",
+    # PS-MPU-6000A-00 section 6.2, accelerometer noise power spectral density at 10 Hz:
+    # 400 ug/sqrt(Hz) typ.
+    accel_noise_density_ug_per_rthz=400.0,
+    # Section 6.1, gyroscope rate noise spectral density at 10 Hz: 0.005 dps/sqrt(Hz) typ.
+    gyro_noise_density_dps_per_rthz=0.005,
+    # Section 6.2, zero-g output initial calibration tolerance: +-50 mg (x, y), +-80 mg (z).
+    accel_bias_mg=50.0,
+    accel_bias_z_mg=80.0,
+    # Section 6.1, initial ZRO tolerance: +-20 dps at 25 °C (a cheap part's offset).
+    gyro_bias_dps=20.0,
+    # Modelled: a few kelvin of warm-up times the offset changes over temperature (zero-g
+    # +-35 mg over 0-70 °C, ZRO +-20 dps over -40-85 °C, i.e. 0.5 mg/K and 0.16 dps/K).
+    accel_bias_instability_mg=1.5,
+    gyro_bias_instability_dps=0.5,
+    bias_correlation_s=300.0,
+    # Sections 6.1 and 6.2: sensitivity scale factor tolerance +-3 %, cross-axis +-2 %.
+    accel_scale_error=0.03,
+    gyro_scale_error=0.03,
+    accel_cross_axis=0.02,
+    gyro_cross_axis=0.02,
+    gyro_ranges_dps=(250, 500, 1000, 2000),
+    # Section 6.1/6.2 and the register map: sample rate = 1 kHz / (1 + SMPLRT_DIV) with the
+    # low-pass filter on; the accelerometer's ODR is at most 1 kHz.
+    odr_hz=(12.5, 25.0, 50.0, 100.0, 200.0, 250.0, 500.0, 1000.0),
+)
+
+ICM42688P = ImuSpec(
+    name="ICM-42688-P",
+    # DS-000347 features: accelerometer noise 70 ug/sqrt(Hz), low-noise mode.
+    accel_noise_density_ug_per_rthz=70.0,
+    # DS-000347 features: gyroscope noise 2.8 mdps/sqrt(Hz), low-noise mode.
+    gyro_noise_density_dps_per_rthz=0.0028,
+    # Modelled: zero-g offset +-20 mg, as the BMI270's and the LSM6DSO's.
+    accel_bias_mg=20.0,
+    # DS-000347 gyroscope specifications, initial ZRO tolerance (board level): +-0.5 dps.
+    gyro_bias_dps=0.5,
+    # Modelled: warm-up over a few kelvin times the offsets' temperature coefficients
+    # (about 0.15 mg/K and 0.005 dps/K typ.).
+    accel_bias_instability_mg=0.5,
+    gyro_bias_instability_dps=0.015,
+    bias_correlation_s=300.0,
+    # Modelled: 0.5 % sensitivity and 1 % cross-axis, the order TDK gives for this family
+    # after factory trim.
+    accel_scale_error=0.005,
+    gyro_scale_error=0.005,
+    accel_cross_axis=0.01,
+    gyro_cross_axis=0.01,
+    gyro_ranges_dps=(125, 250, 500, 1000, 2000),  # also 15.625-62.5, not used here
+    # DS-000347 ODR settings in low-noise mode: 12.5 Hz to 32 kHz.
+    odr_hz=(12.5, 25.0, 50.0, 100.0, 200.0, 500.0, 1000.0),
+)
+
+IMU_PARTS: tuple[ImuSpec, ...] = (BMI270, LSM6DSO, MPU6050, ICM42688P)
+"""Every IMU part modelled, for corpora that draw one per sensor."""
 
 
 def random_mounting(rng: np.random.Generator) -> FloatArray:
@@ -220,7 +305,7 @@ class ImuSimulator:
         self._rng = rng
         self.accel_matrix = _part_matrix(rng, spec.accel_scale_error, spec.accel_cross_axis)
         self.gyro_matrix = _part_matrix(rng, spec.gyro_scale_error, spec.gyro_cross_axis)
-        self.accel_bias = rng.normal(0.0, spec.accel_bias_mg * 1e3 * _UG, 3)  # m/s²
+        self.accel_bias = rng.normal(0.0, np.array(spec.accel_bias_sigma_mg()) * 1e3 * _UG)
         self.gyro_bias = rng.normal(0.0, spec.gyro_bias_dps * _DPS, 3)  # rad/s
         tau = spec.bias_correlation_s
         self._accel_drift = _Drift(spec.accel_bias_instability_mg * 1e3 * _UG, tau, rng)
@@ -253,17 +338,41 @@ class ImuSimulator:
             odr_hz = 1.0 / float(np.median(spacing)) if spacing.size else _DEFAULT_ODR_HZ
         if not 1.0 <= odr_hz <= 10_000.0:
             raise ValueError(f"odr_hz = {odr_hz!r}: allowed 1..10000 Hz")
-        st = self.trajectory.state(self.body, t)
-        q_sensor = quat_multiply(st.orientation, self.mounting)  # sensor -> world
-        specific_force = st.acceleration + np.array([0.0, 0.0, GRAVITY])
-        f = quat_rotate(quat_conjugate(q_sensor), specific_force)
-        w = quat_rotate(quat_conjugate(self.mounting), st.angular_velocity)
+        f, w = self._averaged(t, 1.0 / odr_hz)
         z = self._rng.standard_normal((t.size, 12))
         sa, sg = self.noise_std(odr_hz)
         accel = f @ self.accel_matrix.T + self.accel_bias + self._accel_drift.advance(t, z[:, 6:9])
         gyro = w @ self.gyro_matrix.T + self.gyro_bias + self._gyro_drift.advance(t, z[:, 9:12])
         self._last_t = float(t[-1])
         return accel + sa * z[:, 0:3], gyro + sg * z[:, 3:6]
+
+    def _averaged(self, t: FloatArray, period: float) -> tuple[FloatArray, FloatArray]:
+        """Specific force and angular rate in the sensor frame, each the mean over one output
+        period centred on ``t`` (module docstring), without any error."""
+        # One evaluation of the period's start, middle and end of every sample, interleaved
+        # so that the times stay in order: a real-time batch costs about one state() call.
+        times = np.stack([t - period / 2, t, t + period / 2], axis=1).reshape(-1)
+        st = self.trajectory.state(self.body, times)
+        velocity = st.velocity.reshape(-1, 3, 3)
+        quat = st.orientation.reshape(-1, 3, 4)
+        q_lo, q_at, q_hi = quat[:, 0], quat[:, 1], quat[:, 2]
+        q_lo = q_lo * np.sign(np.sum(q_lo * q_at, axis=1))[:, None]
+        q_hi = q_hi * np.sign(np.sum(q_hi * q_at, axis=1))[:, None]
+        # The period's mean orientation (Simpson's rule: exact while the rotation is
+        # quadratic in time); gravity and the mean acceleration are seen through it.
+        q_mid = q_lo + 4.0 * q_at + q_hi
+        q_mid /= np.linalg.norm(q_mid, axis=1)[:, None]
+        # The period's rotation, in the body frame: its rotation vector over the period.
+        turn = quat_multiply(quat_conjugate(q_lo), q_hi)
+        sin_half = np.linalg.norm(turn[:, 1:], axis=1)
+        angle = 2.0 * np.arctan2(sin_half, turn[:, 0])
+        scale = np.where(sin_half > 1e-12, angle / np.maximum(sin_half, 1e-300), 2.0)
+        omega = turn[:, 1:] * (scale / period)[:, None]
+        accel = (velocity[:, 2] - velocity[:, 0]) / period + np.array([0.0, 0.0, GRAVITY])
+        q_sensor = quat_multiply(q_mid, self.mounting)  # sensor -> world
+        f = quat_rotate(quat_conjugate(q_sensor), accel)
+        w = quat_rotate(quat_conjugate(self.mounting), omega)
+        return f, w
 
     def measure(
         self, t: FloatArray, *, accel_range_g: int, gyro_range_dps: int, odr_hz: float | None = None

@@ -15,7 +15,15 @@ How the motion is made
     I_u(a+1, b+1), so its velocity is proportional to u^a (1-u)^b: zero velocity and zero
     acceleration at both ends, the peak at u = a/(a+b) (later than the middle for a > b, as
     in real concentric lifts). Velocity, acceleration and angular velocity are the exact
-    analytic derivatives; nothing is differentiated numerically.
+    analytic derivatives; nothing is differentiated numerically. Touch-and-go sets use an
+    exponent of 1 where the bar turns round: the velocity passes through zero at a finite
+    acceleration, without the rest a paused rep has.
+
+The person
+    A :class:`~firmware_protocol.virtual.physiology.Lifter` lays tremor and sway over
+    every channel of what the person holds or wears (a gain follows who holds the bar:
+    none while it lies on the floor or the hooks untouched) and rings the bar where its
+    plates meet the floor or it meets the rack. Without one the holds are exactly still.
 
 Pelvic tilt (the one convention the analysis must share)
     Tilt is the sagittal-plane rotation of the pelvis segment about its mediolateral axis,
@@ -28,9 +36,11 @@ Pelvic tilt (the one convention the analysis must share)
     posterior or anterior tilt.
 
 Calibration
-    Every pelvis scenario opens with ``scenario.calibration_s`` seconds (3 s by default) of
-    complete stillness in the neutral lockout bridge: shoulders on the bench, hips extended,
-    trunk horizontal, pelvis neither tucked nor arched. Tilt is exactly 0 there. In a
+    Every pelvis scenario opens with ``scenario.calibration_s`` seconds (3 s by default) in
+    the neutral lockout bridge: shoulders on the bench, hips extended, trunk horizontal,
+    pelvis neither tucked nor arched. The neutral orientation is the mean over the bridge:
+    without a lifter the bridge is completely still and tilt exactly 0 there; a lifter sways
+    about it by a fraction of a degree. In a
     barbell hip thrust without disturbances the bar already rests on the hips; with
     disturbances it lies on the floor in front and is rolled on afterwards.
 """
@@ -43,8 +53,15 @@ from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import special
 
+from firmware_protocol.virtual._channels import Channel, CompiledChannel
+from firmware_protocol.virtual.physiology import (
+    GRIP_RAMP_S,
+    GainProfile,
+    Lifter,
+    oscillations,
+    ring,
+)
 from firmware_protocol.virtual.scenario import HIP_LEVER_M, Scenario, SetPlan
 from firmware_protocol.virtual.truth import (
     DisturbanceTruth,
@@ -68,13 +85,15 @@ FloatArray = NDArray[np.float64]
 GRAVITY = 9.80665  # m/s², standard gravity
 
 _CHANNELS = ("x", "y", "z", "yaw", "pitch", "roll")
-_MINJERK = (2.0, 2.0)
 PLATE_RADIUS_M = 0.225  # 450 mm bumper plates: the bar's height when the plates rest on the floor
 _PELVIS_FLOOR_Z = 0.13  # sacrum height sitting on the floor, back against the bench
 _PELVIS_STAND_Z = 0.95  # sacrum height standing
 _PELVIS_RISE = 0.92  # sacrum rise per metre of bar rise in a hip thrust
 _SQUAT_TOP_Z = 1.45  # bar on the upper back, standing
 _RACK_X = 0.6  # squat rack hooks: this far in front of the lifting spot
+_LIFTER_STREAM = 0x11F7  # second seed word of the lifter's random stream
+# Bar vibration at a contact, as a share of the lifter's touch-and-go deadlift touchdown.
+_CONTACT = {"bounce": 1.0, "set_down": 0.4, "hips_bottom": 0.2, "rack": 0.8, "unrack": 0.15}
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,116 +156,19 @@ def _euler_to_quat(yaw: FloatArray, pitch: FloatArray, roll: FloatArray) -> Floa
     )
 
 
-# --- channels ------------------------------------------------------------------------------
-
-
-class _Channel:
-    """A scalar signal under construction: a base value plus moves and oscillations."""
-
-    def __init__(self, base: float) -> None:
-        self.base = base
-        self.level = base  # value once every move scheduled so far has finished
-        self.moves: list[tuple[float, float, float, float, float]] = []  # t0, T, delta, a, b
-        self.waves: list[tuple[float, float, float, float, float, float]] = []
-
-    def move(
-        self, t0: float, duration: float, delta: float, shape: tuple[float, float] = _MINJERK
-    ) -> None:
-        if delta != 0.0:
-            self.moves.append((t0, duration, delta, shape[0], shape[1]))
-            self.level += delta
-
-    def move_to(
-        self, t0: float, duration: float, target: float, shape: tuple[float, float] = _MINJERK
-    ) -> None:
-        self.move(t0, duration, target - self.level, shape)
-
-    def wave(
-        self, t0: float, duration: float, amplitude: float, freq_hz: float, phase: float = 0.0
-    ) -> None:
-        """A sine of the given amplitude, faded in and out smoothly over [t0, t0+duration]."""
-        ramp = min(0.5, duration / 2)
-        self.waves.append((t0, duration, amplitude, 2 * math.pi * freq_hz, phase, ramp))
-
-
-def _minjerk(x: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
-    return (
-        x**3 * (10 - 15 * x + 6 * x**2),
-        30 * x**2 * (1 - x) ** 2,
-        60 * x * (1 - x) * (1 - 2 * x),
-    )
-
-
-class _CompiledChannel:
-    """A finished channel, evaluated exactly (value, rate, second derivative) at sorted times."""
-
-    def __init__(self, ch: _Channel) -> None:
-        self.base = ch.base
-        m = np.array(ch.moves, dtype=np.float64).reshape(-1, 5)
-        self.t0, self.dur, self.delta, self.a, self.b = m.T
-        self.t1 = self.t0 + self.dur
-        self.norm = 1.0 / special.beta(self.a + 1, self.b + 1)
-        order = np.argsort(self.t1, kind="stable")
-        self.t1_sorted = self.t1[order]
-        self.done = np.concatenate([[0.0], np.cumsum(self.delta[order])])
-        self.w = np.array(ch.waves, dtype=np.float64).reshape(-1, 6)
-
-    def eval(self, t: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
-        p = self.base + self.done[np.searchsorted(self.t1_sorted, t, side="right")]
-        v = np.zeros_like(t)
-        acc = np.zeros_like(t)
-        i0 = np.searchsorted(t, self.t0, side="left")
-        i1 = np.searchsorted(t, self.t1, side="left")
-        for k in np.flatnonzero(i1 > i0):
-            sl = slice(i0[k], i1[k])
-            a, b, d, dur = self.a[k], self.b[k], self.delta[k], self.dur[k]
-            u = (t[sl] - self.t0[k]) / dur
-            p[sl] += d * special.betainc(a + 1, b + 1, u)
-            ua, ub = u**a, (1 - u) ** b
-            v[sl] += d * self.norm[k] / dur * ua * ub
-            da = a * u ** (a - 1) * ub - b * ua * (1 - u) ** (b - 1)
-            acc[sl] += d * self.norm[k] / dur**2 * da
-        if len(self.w):
-            w0, wdur = self.w[:, 0], self.w[:, 1]
-            j0 = np.searchsorted(t, w0, side="left")
-            j1 = np.searchsorted(t, w0 + wdur, side="left")
-            for k in np.flatnonzero(j1 > j0):
-                self._wave(t, slice(j0[k], j1[k]), self.w[k], (p, v, acc))
-        return p, v, acc
-
-    @staticmethod
-    def _wave(
-        t: FloatArray, sl: slice, w: FloatArray, out: tuple[FloatArray, FloatArray, FloatArray]
-    ) -> None:
-        p, v, acc = out
-        t0, dur, amp, omega, phase, ramp = w
-        tau = t[sl] - t0
-        up = np.clip(tau / ramp, 0.0, 1.0)
-        down = np.clip((dur - tau) / ramp, 0.0, 1.0)
-        s_up, ds_up, dds_up = _minjerk(up)
-        s_dn, ds_dn, dds_dn = _minjerk(down)
-        win = s_up * s_dn
-        dwin = (ds_up * s_dn - s_up * ds_dn) / ramp
-        ddwin = (dds_up * s_dn - 2 * ds_up * ds_dn + s_up * dds_dn) / ramp**2
-        arg = omega * tau + phase
-        sn, cs = np.sin(arg), np.cos(arg)
-        p[sl] += amp * win * sn
-        v[sl] += amp * (dwin * sn + win * omega * cs)
-        acc[sl] += amp * (ddwin * sn + 2 * dwin * omega * cs - win * omega**2 * sn)
-
-
 # --- the trajectory --------------------------------------------------------------------------
 
 
 class Trajectory:
     """True motion of every sensor-carrying body over a scenario, with its ground truth.
 
-    Deterministic given (scenario, seed). Outside [0, duration_s] every body rests in its
-    start or end pose.
+    Deterministic given (scenario, seed, lifter). Outside [0, duration_s] every body rests
+    in its start or end pose (a lifter's tremor and sway go on there).
     """
 
     scenario: Scenario
     seed: int
+    lifter: Lifter | None
     duration_s: float
     bodies: tuple[Body, ...]
     lift_body: Body
@@ -257,30 +179,44 @@ class Trajectory:
         self,
         scenario: Scenario,
         seed: int,
-        channels: dict[Body, dict[str, _Channel]],
+        channels: dict[Body, dict[str, Channel]],
         duration_s: float,
+        lifter: Lifter | None = None,
     ) -> None:
         self.scenario = scenario
         self.seed = seed
+        self.lifter = lifter
         self.duration_s = duration_s
         self.bodies = scenario.bodies
         self.lift_body = "bar" if "bar" in self.bodies else "pelvis"
         self._channels = {
-            body: tuple(_CompiledChannel(channels[body][c]) for c in _CHANNELS)
+            body: tuple(CompiledChannel(channels[body][c]) for c in _CHANNELS)
             for body in self.bodies
         }
         self.neutral_orientation = None
         if "pelvis" in self.bodies:
-            t_cal = np.array([0.5 * scenario.calibration_s])
-            self.neutral_orientation = self.state("pelvis", t_cal).orientation[0]
+            # The mean pose over the bridge: a person holding it sways about it.
+            q = self.state("pelvis", np.linspace(0.0, scenario.calibration_s, 301)).orientation
+            mean = np.mean(q * np.sign(q @ q[0])[:, None], axis=0)
+            self.neutral_orientation = mean / np.linalg.norm(mean)
 
     @classmethod
-    def from_scenario(cls, scenario: Scenario, seed: int) -> Trajectory:
-        """Choreograph the scenario with randomness drawn from ``seed`` and compute the truth."""
+    def from_scenario(
+        cls, scenario: Scenario, seed: int, *, lifter: Lifter | None = None
+    ) -> Trajectory:
+        """Choreograph the scenario with randomness drawn from ``seed`` and compute the truth.
+
+        ``lifter`` adds a person's tremor and sway to every hold and the bar's ringing at
+        floor and rack contacts (:mod:`firmware_protocol.virtual.physiology`); without
+        one (or with a still one) the holds are exact. The lifter's draws come from a
+        stream of their own, so the choreography is the same with and without.
+        """
         rng = np.random.default_rng(seed)
         chor = _Choreographer(scenario, rng)
         chor.run()
-        traj = cls(scenario, seed, chor.channels, chor.duration_s)
+        if lifter is not None and not lifter.still:
+            chor.unsteady(lifter, np.random.default_rng([seed, _LIFTER_STREAM]))
+        traj = cls(scenario, seed, chor.channels, chor.duration_s, lifter)
         traj.truth = build_truth(
             scenario,
             chor.reps,
@@ -387,8 +323,15 @@ class _Choreographer:
         self.trunk = 0.0  # trunk rotation from horizontal, degrees, posterior-positive like tilt
         self.pelvic = 0.0  # the pelvis's own tilt on the trunk, degrees, posterior-positive
         self.bar_on_hips = self.ex == "hip_thrust" and not self.dist
+        # Who holds what, for the lifter's tremor and sway: a gain per body from 0 (lying
+        # on the floor or the hooks, untouched) to 1 (in the hands, on the back or hips),
+        # changed by (time, level) events; and the moments the bar meets floor or hooks.
+        held = self.bar_on_hips or (self.ex == "squat" and not self.dist)
+        self.grip0: dict[Body, float] = {"pelvis": 1.0, "bar": 1.0 if held else 0.0}
+        self.grips: dict[Body, list[tuple[float, float]]] = {"pelvis": [], "bar": []}
+        self.contacts: list[tuple[float, str]] = []
         first = scenario.sets[0]
-        self.channels: dict[Body, dict[str, _Channel]] = {}
+        self.channels: dict[Body, dict[str, Channel]] = {}
         if "pelvis" in scenario.bodies:
             rise = self.rise * first.rom_m
             self._make("pelvis", 0.0, 0.0, _PELVIS_FLOOR_Z + rise, 0.0, -math.pi / 2, 0.0)
@@ -406,9 +349,9 @@ class _Choreographer:
             self._make("bar", 0.08 if self.dist else 0.0, 0.0, PLATE_RADIUS_M, 0.0, 0.0, 0.0)
 
     def _make(self, body: Body, *base: float) -> None:
-        self.channels[body] = {name: _Channel(v) for name, v in zip(_CHANNELS, base, strict=True)}
+        self.channels[body] = {name: Channel(v) for name, v in zip(_CHANNELS, base, strict=True)}
 
-    def c(self, body: Body, name: str) -> _Channel:
+    def c(self, body: Body, name: str) -> Channel:
         return self.channels[body][name]
 
     def n(self, sd: float, clip: float = 2.5) -> float:
@@ -417,6 +360,26 @@ class _Choreographer:
 
     def note(self, kind: str, body: Body, t0: float, t1: float) -> None:
         self.disturbances.append(DisturbanceTruth(kind, body, t0, t1))
+
+    def grip(self, body: Body, t: float, level: float) -> None:
+        self.grips[body].append((t, level))
+
+    # -- the person: tremor, sway, the bar's ringing ----------------------------------------
+
+    def unsteady(self, lifter: Lifter, rng: np.random.Generator) -> None:
+        """Lay the lifter's tremor and sway over every body, as held, and ring the bar."""
+        for body, channels in self.channels.items():
+            # The person was there before the recording and stays after it.
+            gain = GainProfile(self.grip0[body], self.grips[body])
+            for name, oscillation in oscillations(lifter, body, rng).items():
+                channels[name].layers.append((oscillation, gain))
+        if "bar" not in self.channels:
+            return
+        for t0, kind in sorted(self.contacts):
+            # One contact is harder than the next.
+            peak = _CONTACT[kind] * lifter.touchdown_mps2 * float(rng.uniform(0.6, 1.2))
+            for name, rings in ring(t0, peak, rng).items():
+                self.channels["bar"][name].rings.extend(rings)
 
     # -- timeline --------------------------------------------------------------------------
 
@@ -455,6 +418,7 @@ class _Choreographer:
         pauses = {p.after_rep: p.pause_s for p in plan.rest_pauses}
         con_shape, ecc_shape = _SHAPES[self.ex]
         end = t
+        rested = True  # the rep before was a while ago (or there was none)
         for k in range(1, plan.reps + 1):
             prog = (k - 1) / (plan.reps - 1) if plan.reps > 1 else 0.0
             jit = plan.rep_jitter
@@ -471,27 +435,55 @@ class _Choreographer:
             # (deceleration beyond g) that a slow grind does not have.
             brake = 0.5 * max(0.0, rom / tc - 0.4)
             cs = (con_shape[0] + 0.4 * prog, max(1.2, con_shape[1] - brake))
+            es = ecc_shape
+            # Touch-and-go: the bar turns round at speed, its velocity passing through zero
+            # with the acceleration at its peak (exponent 1: v grows linearly from zero).
+            bounce_out = plan.touch_and_go and k < plan.reps and k not in pauses
+            if plan.touch_and_go and self.ex == "squat":
+                cs, es = (1.0 + 0.4 * prog, 1.0), (1.0, 1.0)
+            elif plan.touch_and_go:
+                cs = (1.0 if not rested else cs[0], cs[1])
+                es = (es[0], 1.0) if bounce_out else es
             if self.ex == "squat":
                 e0, e1 = t, t + te
                 c0, c1 = e1 + pause, e1 + pause + tc
                 l0, l1 = c1, c1 + hold
                 start, end, gap = e0, l1, pauses.get(k, 0.0)
-                self._squat_rep(_Rep(c0, tc, e0, te, rom, frac, cs, ecc_shape))
+                self._squat_rep(_Rep(c0, tc, e0, te, rom, frac, cs, es))
             else:
                 c0, c1 = t, t + tc
                 l0, l1 = c1, c1 + hold
                 e0, e1 = l1, l1 + te
                 start, end, gap = c0, e1, pauses.get(k, pause)
-                rep = _Rep(c0, tc, e0, te, rom, frac, cs, ecc_shape)
+                rep = _Rep(c0, tc, e0, te, rom, frac, cs, es)
                 if self.thrust:
                     self._thrust_rep(plan, k, rep)
                 else:
                     self._deadlift_rep(rep)
+                self._floor_contact(rep, rested, gap if k < plan.reps else None, bounce_out)
             self.reps.append(RepTiming(i + 1, k, start, end, e0, e1, c0, c1, l0, l1, partial))
             if k in pauses:
                 self._rest_pause(end, end + gap)
+            rested = gap >= 3.0
             t = end + gap
         return end
+
+    def _floor_contact(self, rep: _Rep, rested: bool, gap: float | None, bounce: bool) -> None:
+        """Who holds the bar around a rep from the floor, and how its plates land."""
+        c0, e1 = rep.c0, rep.e0 + rep.te
+        if self.ex == "hip_thrust" and self.bar_on_hips:
+            self.contacts.append((e1, "hips_bottom"))
+        if self.ex != "deadlift":
+            return
+        set_up = any(c0 - 2.5 <= t <= c0 for t, _ in self.grips["bar"])  # rolled it there
+        if rested and not set_up:  # hands on the bar, taking the slack out, then the pull
+            self.grip("bar", c0 - 2.0, 0.25)
+        self.grip("bar", c0 - 0.35, 1.0)
+        self.contacts.append((e1, "bounce" if bounce else "set_down"))
+        if gap is None or gap >= 3.0:
+            self.grip("bar", e1 + 0.3, 0.0)  # lets go
+        elif gap >= 0.8:
+            self.grip("bar", e1 + 0.1, 0.25)  # hands stay on the bar on the floor
 
     def _rest_pause(self, ta: float, tb: float) -> None:
         if not self.dist:
@@ -646,8 +638,13 @@ class _Choreographer:
             return t0
         self.c("bar", "x").move(t0, dur, dx)
         self.c("bar", "pitch").move(t0, dur, dx / PLATE_RADIUS_M)
+        self.grip("bar", t0 - GRIP_RAMP_S, 1.0)  # pushed by hand
         if self.ex == "hip_thrust":
             self.bar_on_hips = dx < 0
+            if not self.bar_on_hips:
+                self.grip("bar", t0 + dur, 0.0)
+        else:
+            self.grip("bar", t0 + dur, 0.25)  # set up for the pull: hands stay on
         self.note(kind, "bar", t0, t0 + dur)
         return t0 + dur
 
@@ -706,6 +703,8 @@ class _Choreographer:
         """Lift the bar off the hooks and walk it back to the lifting spot."""
         bar = self.channels["bar"]
         lift, walk = 0.7 * scale, 2.5 * scale
+        self.grip("bar", t0 - GRIP_RAMP_S, 1.0)
+        self.contacts.append((t0 + 0.3 * lift, "unrack"))
         bar["z"].move(t0, lift, 0.05)
         bar["x"].move(t0 + lift, walk, -_RACK_X, (1.2, 1.2))
         bar["z"].wave(t0 + lift, walk, 0.01, 1.8)
@@ -720,5 +719,7 @@ class _Choreographer:
         bar["z"].wave(t0, 2.5, 0.01, 1.8)
         bar["z"].move(t0 + 2.5, 0.6, -0.05)
         bar["pitch"].wave(t0 + 3.1, 0.4, _rad(2.0), 3.0)
+        self.contacts.append((t0 + 3.0, "rack"))  # the bar lands on the hooks
+        self.grip("bar", t0 + 3.2, 0.0)
         self.note("rerack", "bar", t0, t0 + 3.5)
         return t0 + 3.5

@@ -59,6 +59,8 @@ _LOAD_RANGE: dict[Exercise, tuple[float, float]] = {
     "deadlift": (15.0, 500.0),
 }
 _MCV_RANGE = (0.1, 2.0)  # implied first-rep mean concentric velocity rom/concentric_s, m/s
+_TOUCH_AND_GO: tuple[Exercise, ...] = ("squat", "deadlift")
+_TOUCH_AND_GO_PAUSE_S = 0.1  # the longest floor contact (or stop) of a touch-and-go rep
 
 _PRESET_PACKAGE = "firmware_protocol.virtual"
 
@@ -83,6 +85,11 @@ class SetPlan:
     rep's concentric duration; later reps slow down so that the last full rep's mean
     concentric velocity is ``velocity_loss`` (a fraction) below the first's. Tilt fields apply
     to exercises with a pelvis sensor and are ignored otherwise.
+
+    ``touch_and_go`` (squat and deadlift) plays the reps without a pause: the bar turns
+    round at speed instead of coming to rest. The deadlift's plates touch the floor for
+    ``bottom_pause_s`` (at most 0.1 s) and go; the squat has neither a bottom pause nor a
+    hold at the top (both at most 0.1 s).
     """
 
     reps: int
@@ -103,6 +110,7 @@ class SetPlan:
     bottom_anterior_deg: float = 0.0  # pelvis sags into anterior tilt at the bottom
     velocity_loss: float = 0.15  # MCV loss, first to last full rep, fraction
     rep_jitter: float = 0.03  # relative rep-to-rep variability of tempo and ROM (1 sigma)
+    touch_and_go: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """Return the plan as JSON-able builtins (the TOML layout)."""
@@ -232,15 +240,26 @@ class Scenario:
 
     @classmethod
     def random(
-        cls, exercise: Exercise, rng: np.random.Generator, *, sets: int | None = None
+        cls,
+        exercise: Exercise,
+        rng: np.random.Generator,
+        *,
+        sets: int | None = None,
+        touch_and_go: float = 0.0,
     ) -> Scenario:
-        """Draw a varied, realistic scenario for evaluation corpora (see ``_RANDOM``)."""
+        """Draw a varied, realistic scenario for evaluation corpora (see ``_RANDOM``).
+
+        ``touch_and_go`` is the share of squat and deadlift sets played touch-and-go (the
+        rest paused); with 0 no draw is spent on it, so older corpora come out the same.
+        """
         if exercise not in EXERCISES:
             raise ScenarioError(f"exercise {exercise!r} unknown; allowed: {', '.join(EXERCISES)}")
+        if not 0.0 <= touch_and_go <= 1.0:
+            raise ScenarioError(f"touch_and_go = {touch_and_go!r}: a share, allowed 0..1")
         n_sets = int(rng.integers(2, 5)) if sets is None else sets
         if not 1 <= n_sets <= 10:
             raise ScenarioError(f"sets = {n_sets} out of range 1..10")
-        plans = tuple(_random_set(exercise, rng, i) for i in range(n_sets))
+        plans = tuple(_random_set(exercise, rng, i, touch_and_go) for i in range(n_sets))
         return cls(
             name=f"random_{exercise}",
             exercise=exercise,
@@ -298,7 +317,9 @@ _RANDOM_REST_S = (60.0, 180.0)
 _RANDOM_LEAD_IN_S = (15.0, 30.0)
 
 
-def _random_set(exercise: Exercise, rng: np.random.Generator, index: int) -> SetPlan:
+def _random_set(
+    exercise: Exercise, rng: np.random.Generator, index: int, touch_and_go: float = 0.0
+) -> SetPlan:
     r = _RANDOM[exercise]
 
     def u(key: str) -> float:
@@ -333,13 +354,23 @@ def _random_set(exercise: Exercise, rng: np.random.Generator, index: int) -> Set
         need = 52.0 - math.degrees(math.asin(rom / HIP_LEVER_M)) - hold + float(rng.uniform(0, 3))
         if need <= 24.0:
             sag = round(need, 1)
+    load = round(u("load_kg") / 2.5) * 2.5
+    eccentric = round(u("eccentric_s"), 2)
+    lockout = round(u("lockout_hold_s"), 2)
+    bottom = round(u("bottom_pause_s"), 2)
+    bounce = touch_and_go > 0 and exercise in _TOUCH_AND_GO and bool(rng.random() < touch_and_go)
+    if bounce and exercise == "squat":
+        lockout, bottom = 0.0, 0.0
+    elif bounce:  # the deadlift's plates touch the floor and go; a short lockout at the top
+        lockout = round(float(rng.uniform(0.1, 0.6)), 2)
+        bottom = round(float(rng.uniform(0.0, _TOUCH_AND_GO_PAUSE_S)), 2)
     return SetPlan(
         reps=reps,
-        load_kg=round(u("load_kg") / 2.5) * 2.5,
+        load_kg=load,
         concentric_s=concentric,
-        eccentric_s=round(u("eccentric_s"), 2),
-        lockout_hold_s=round(u("lockout_hold_s"), 2),
-        bottom_pause_s=round(u("bottom_pause_s"), 2),
+        eccentric_s=eccentric,
+        lockout_hold_s=lockout,
+        bottom_pause_s=bottom,
         rom_m=rom,
         tilt=tilt,
         anterior_tip_deg=tip,
@@ -352,6 +383,7 @@ def _random_set(exercise: Exercise, rng: np.random.Generator, index: int) -> Set
         bottom_anterior_deg=sag,
         velocity_loss=round(float(rng.uniform(0.08, 0.35)), 3),
         rep_jitter=round(float(rng.uniform(0.01, 0.05)), 3),
+        touch_and_go=bounce,
     )
 
 
@@ -417,6 +449,8 @@ def _set_from_dict(raw: Any, i: int) -> SetPlan:
         default = ... if required else getattr(defaults, f.name)
         if f.name in ("reps", "anterior_tip_from_rep"):
             kwargs[f.name] = _typed(raw, f.name, int, where, default=default)
+        elif f.name == "touch_and_go":
+            kwargs[f.name] = _typed(raw, f.name, bool, where, default=default)
         elif f.name == "tilt":
             kwargs[f.name] = _typed(raw, f.name, str, where, default=default)
         else:
@@ -473,7 +507,31 @@ def _validate_set(p: SetPlan, w: str, exercise: Exercise) -> None:
     _check(w + "partial_fraction", p.partial_fraction, 0.2, 0.9)
     _check(w + "velocity_loss", p.velocity_loss, 0.0, 0.6)
     _check(w + "rep_jitter", p.rep_jitter, 0.0, 0.15)
+    _validate_touch_and_go(p, w, exercise)
     _validate_rep_lists(p, w)
+
+
+def _validate_touch_and_go(p: SetPlan, w: str, exercise: Exercise) -> None:
+    if not isinstance(p.touch_and_go, bool):
+        raise ScenarioError(f"{w}touch_and_go must be true or false, got {p.touch_and_go!r}")
+    if not p.touch_and_go:
+        return
+    if exercise not in _TOUCH_AND_GO:
+        raise ScenarioError(
+            f"{w}touch_and_go is for {' and '.join(_TOUCH_AND_GO)}, not {exercise}; "
+            "leave it out (or false)"
+        )
+    limit = _TOUCH_AND_GO_PAUSE_S
+    if p.bottom_pause_s > limit:
+        raise ScenarioError(
+            f"{w}bottom_pause_s = {p.bottom_pause_s!r} in a touch-and-go set: allowed "
+            f"0..{limit:g} s (a longer pause is a paused set: touch_and_go = false)"
+        )
+    if exercise == "squat" and p.lockout_hold_s > limit:
+        raise ScenarioError(
+            f"{w}lockout_hold_s = {p.lockout_hold_s!r} in a touch-and-go squat: allowed "
+            f"0..{limit:g} s (a touch-and-go squat does not stop at the top)"
+        )
 
 
 def _validate_rep_lists(p: SetPlan, w: str) -> None:

@@ -8,8 +8,12 @@ Rep phases
     rest-pause) lies between reps. A squat rep starts standing: eccentric, bottom pause,
     concentric, lockout hold; ``t_start = eccentric_start`` and ``t_end = lockout_end``.
     The concentric phase runs from the start of upward motion of the lift body to the top
-    (zero velocity); the lockout is the still hold at the top. The lift body is the bar, or
-    the pelvis in a bodyweight hip thrust.
+    (zero velocity); the lockout is the hold at the top. The lift body is the bar, or the
+    pelvis in a bodyweight hip thrust. Phases are the scheduled ones: a lifter's tremor and
+    sway (:mod:`firmware_protocol.virtual.physiology`), millimetres at most, move on
+    through them. In a touch-and-go set the bottom pause (deadlift) or both the bottom
+    pause and the lockout (squat) last 0-0.1 s, and the velocity passes through zero there
+    without resting.
 Velocity metrics (vertical, of the lift body)
     ``mcv_mps``: mean vertical velocity over the concentric phase, i.e. rise / duration.
     ``peak_velocity_mps``: maximum vertical velocity in the concentric phase.
@@ -37,7 +41,8 @@ Sets
 JSON Lines file (:meth:`GroundTruth.write_jsonl`), one object per line, by ``type``:
     ``scenario``: the scenario (``Scenario.to_dict()`` fields) plus ``seed``, ``duration_s``,
     ``bodies``, ``lift_body``, ``tilt_convention``, ``anterior_tilt_limit_deg``,
-    ``large_range_limit_deg``, ``trace_hz``;
+    ``large_range_limit_deg``, ``trace_hz`` and ``lifter`` (the
+    :class:`~firmware_protocol.virtual.physiology.Lifter` fields, or null for none);
     ``calibration``: ``t_start``, ``t_end`` (pelvis scenarios);
     ``disturbance``: ``kind``, ``body``, ``t_start``, ``t_end``;
     ``set``: the :class:`SetTruth` fields, followed by that set's ``rep`` lines with the
@@ -204,6 +209,7 @@ class GroundTruth:
             "anterior_tilt_limit_deg": ANTERIOR_TILT_LIMIT_DEG,
             "large_range_limit_deg": LARGE_RANGE_LIMIT_DEG,
             "trace_hz": tilt_hz,
+            "lifter": None if trajectory.lifter is None else asdict(trajectory.lifter),
         }
         lines = [header]
         if self.calibration is not None:
