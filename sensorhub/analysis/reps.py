@@ -536,11 +536,18 @@ class RepDetector:
         # a session started in the first descent still has the rep's concentric.
         returns = down.cut or abs(rise - drop) <= lim.return_tolerance * max(rise, drop)
         return (
-            lim.min_rom_m <= rise <= lim.max_rom_m
-            and up.peak >= MIN_PEAK_MPS
+            self._concentric(up)
             and returns
-            and lim.min_concentric_s <= up.t1 - up.t0 <= lim.max_concentric_s
             and lim.min_eccentric_s <= down.t1 - down.t0 <= lim.max_eccentric_s
+        )
+
+    def _concentric(self, up: _Phase) -> bool:
+        """The up phase could be a rep's concentric: its rise, peak speed and duration."""
+        lim = self.limits
+        return (
+            lim.min_rom_m <= up.travel <= lim.max_rom_m
+            and up.peak >= MIN_PEAK_MPS
+            and lim.min_concentric_s <= up.t1 - up.t0 <= lim.max_concentric_s
         )
 
     def _finish_at_lockout(self) -> list[Rep]:
@@ -551,12 +558,7 @@ class RepDetector:
             return []
         end = float(self._t[-1])
         lim = self.limits
-        if not (
-            lim.min_rom_m <= up.travel <= lim.max_rom_m
-            and up.peak >= MIN_PEAK_MPS
-            and lim.min_concentric_s <= up.t1 - up.t0 <= lim.max_concentric_s
-            and lim.min_lockout_s <= end - up.t1 <= lim.max_lockout_s
-        ):
+        if not (self._concentric(up) and lim.min_lockout_s <= end - up.t1 <= lim.max_lockout_s):
             return []
         down = _Phase(False, end, end, up.z1, up.z1, 0.0, 0.0, None, cut=True)
         return [self._make(up, down, up.t1, end)]
