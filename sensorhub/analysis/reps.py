@@ -158,6 +158,9 @@ REST_JOIN_S: Final = 0.05
 HOLD_AT_REST_S: Final = 0.4
 """A lockout this long (s) must contain rest; shorter ones may be too short to detect."""
 REFERENCE_REPS: Final = 5
+MAX_STOP_S: Final = 1.5
+"""A movement that stops half-way for up to this long (s) and goes on the same way is one
+phase: a pause in a descent, a sticking point in a concentric."""
 STREAM_EDGE_S: Final = 0.1
 """A phase starting this close to the stream's first sample may have begun before it."""
 
@@ -175,10 +178,17 @@ class _Phase:
     mpv: float  # up phases: mean propulsive velocity, m/s
     power: float | None  # up phases with a load: mean power, W
     cut: bool = False  # cut short by the start or end of the stream: its travel says little
+    p0: float = 0.0  # the drift-free height proxy at the ends (the heights when None)
+    p1: float = 0.0
 
     @property
     def travel(self) -> float:
         return abs(self.z1 - self.z0)
+
+    @property
+    def swing(self) -> float:
+        """How far the proxy went: travel measured a second, drift-free way."""
+        return abs(self.p1 - self.p0)
 
 
 class _Smoother:
@@ -253,6 +263,7 @@ class RepDetector:
         self._v: FloatArray = np.empty(0)
         self._z: FloatArray = np.empty(0)
         self._raw: FloatArray = np.empty(0)  # velocity before averaging (noisy input)
+        self._p: FloatArray = np.empty(0)  # the motion's drift-free proxy (its height if none)
         self._rest: npt.NDArray[np.bool_] = np.empty(0, dtype=bool)
         self._start = 0  # buffer index where the open phase starts (an extreme, a rest's end)
         self._scanned = 0  # buffer index of the first sample not yet scanned
@@ -264,11 +275,13 @@ class RepDetector:
         self._pending_down: _Phase | None = None
         self._candidate: _Candidate | None = None
         self._count = 0
-        self._recent: deque[Rep] = deque(maxlen=32)
+        self._recent: deque[tuple[Rep, float]] = deque(maxlen=32)  # with its concentric's swing
         self._eps = MIN_SPEED_MPS  # speed level that places phase ends, m/s
         self._smoother: _Smoother | None = None
         self._rests: deque[tuple[float, float]] = deque()
         self._rest_open = False
+        self._wobbled = False  # a phase too small for any rep came since the last one
+        self._rejected: tuple[_Phase, _Phase] | None = None  # the last pair not a rep
 
     def update(self, motion: VerticalMotion) -> list[Rep]:
         """Take the next samples; return the reps they complete."""
@@ -283,7 +296,7 @@ class RepDetector:
                 self._start_smoothing(motion)
             assert self._smoother is not None
             return self._process(*self._smoother.push(t, v, z), motion.at_rest, smoothed=True)
-        return self._process(t, v, z, v, motion.at_rest)
+        return self._process(t, v, z, v, motion.at_rest, proxy=motion.proxy)
 
     def flush(self) -> list[Rep]:
         """End of the recording: finish the phase in progress and any waiting rep."""
@@ -296,10 +309,13 @@ class RepDetector:
             end = self._hi if self._dir > 0 else self._lo if self._dir < 0 else n - 1
             end = max(end, self._start + 1)
             reps += self._close(self._start, end, cut=True)
+        if n:
+            reps += self._retry_at_end(float(self._t[-1]))
         if self._candidate is not None:
             reps += self._finish_squat(None)
         reps += self._finish_at_lockout()
         self._t, self._v, self._z, self._raw = np.empty(0), np.empty(0), np.empty(0), np.empty(0)
+        self._p = np.empty(0)
         self._rest = np.empty(0, dtype=bool)
         self._start = self._scanned = self._hi = self._lo = 0
         return reps
@@ -338,6 +354,7 @@ class RepDetector:
         rest_new: npt.NDArray[np.bool_] | None,
         *,
         smoothed: bool = False,
+        proxy: FloatArray | None = None,
     ) -> list[Rep]:
         if len(t_new) == 0:
             return []
@@ -349,6 +366,7 @@ class RepDetector:
         self._v = np.concatenate([self._v, v_new])
         self._z = np.concatenate([self._z, z_new])
         self._raw = np.concatenate([self._raw, raw_new])
+        self._p = np.concatenate([self._p, z_new if proxy is None else proxy])
         self._rest = np.concatenate([self._rest, rest_new])
         reps = self._scan()
         reps += self._check_lockout(now=float(self._t[-1]), moving_since=self._moving_since())
@@ -412,7 +430,7 @@ class RepDetector:
         if keep <= 0:
             return
         self._t, self._v, self._z = t[keep:], self._v[keep:], self._z[keep:]
-        self._raw, self._rest = self._raw[keep:], self._rest[keep:]
+        self._raw, self._rest, self._p = self._raw[keep:], self._rest[keep:], self._p[keep:]
         self._start -= keep
         self._scanned -= keep
         self._hi = max(0, self._hi - keep)
@@ -469,7 +487,9 @@ class RepDetector:
         seg = slice(max(a - 1, 0), min(b + 2, n))
         phase = self._phase(s > 0, (t0, t1), (z0, z1), t[seg], v[seg])
         starts_stream = self._first_t is not None and t0 - self._first_t < STREAM_EDGE_S
-        phase = replace(phase, cut=cut or starts_stream)
+        p0 = float(np.interp(t0, t, self._p))
+        p1 = float(np.interp(t1, t, self._p))
+        phase = replace(phase, cut=cut or starts_stream, p0=p0, p1=p1)
         return reps + self._on_phase(phase)
 
     def _phase(
@@ -512,7 +532,10 @@ class RepDetector:
             # A wobble or a settle between the phases of a rep (the bar finding its
             # lockout, a stop half-way): too small to be a phase of any rep, so it
             # leaves the phase waiting for its other half where it is.
+            self._wobbled = True
             return reps
+        phase = self._resume(phase)
+        self._rejected = None
         if lim.down_first:
             if not phase.up:
                 self._pending_down = phase
@@ -520,6 +543,8 @@ class RepDetector:
                 down, self._pending_down = self._pending_down, None
                 if self._squat_shape(down, phase):
                     self._candidate = _Candidate(down, phase)
+                else:
+                    self._rejected = (down, phase)
             return reps
         if phase.up:
             self._pending_up = phase
@@ -527,14 +552,66 @@ class RepDetector:
         up, self._pending_up = self._pending_up, None
         if up is not None and self._thrust_shape(up, phase):
             reps.append(self._make(up, phase, up.t1, phase.t0))
+        elif up is not None:
+            self._rejected = (up, phase)
         return reps
+
+    def _retry_at_end(self, end: float) -> list[Rep]:
+        """The last two phases, turned down as a rep, again now that the stream is known
+        to have ended with the second: cut short by the end, its travel says little (the
+        recording stopped in the last concentric)."""
+        rejected, self._rejected = self._rejected, None
+        if rejected is None or rejected[1].t1 < end - STREAM_EDGE_S:
+            return []
+        first, second = rejected[0], replace(rejected[1], cut=True)
+        if self.limits.down_first:
+            if self._candidate is None and self._squat_shape(first, second):
+                self._candidate = _Candidate(first, second)
+            return []
+        return (
+            [self._make(first, second, first.t1, second.t0)]
+            if self._thrust_shape(first, second)
+            else []
+        )
+
+    def _resume(self, phase: _Phase) -> _Phase:
+        """A phase that goes on the way the waiting one went, with only a wobble between
+        (a stop half-way down, a sticking point), is the same movement: one phase."""
+        wobbled, self._wobbled = self._wobbled, False
+        waiting = self._pending_up if phase.up else self._pending_down
+        if not wobbled or waiting is None or phase.t0 - waiting.t1 > MAX_STOP_S:
+            return phase
+        return _Phase(
+            phase.up,
+            waiting.t0,
+            phase.t1,
+            waiting.z0,
+            phase.z1,
+            max(waiting.peak, phase.peak),
+            waiting.mpv if phase.up else phase.mpv,
+            _mean_power(waiting, phase),
+            cut=waiting.cut or phase.cut,
+            p0=waiting.p0,
+            p1=phase.p1,
+        )
 
     def _plausible(self, up: _Phase, down: _Phase) -> bool:
         lim = self.limits
         rise, drop = up.travel, down.travel
         # A phase cut short by the stream's start or end cannot be judged by its travel:
-        # a session started in the first descent still has the rep's concentric.
-        returns = down.cut or abs(rise - drop) <= lim.return_tolerance * max(rise, drop)
+        # a session started in the first descent still has the rep's concentric, and one
+        # stopped in the last concentric still has the rep. The phase cut short is the
+        # shorter one: a recording that ends in a rise higher than the drop
+        # before it ends in something else (the bar lifted to the rack).
+        cut = (up.cut and rise <= drop) or (down.cut and drop <= rise)
+        tolerance = lim.return_tolerance
+        # Either measure may say it returned: the integral (whose slow stretches a hold
+        # can swallow) or the drift-free proxy (which a tempo bends).
+        returns = (
+            cut
+            or abs(rise - drop) <= tolerance * max(rise, drop)
+            or abs(up.swing - down.swing) <= tolerance * max(up.swing, down.swing)
+        )
         return (
             self._concentric(up)
             and returns
@@ -560,7 +637,7 @@ class RepDetector:
         lim = self.limits
         if not (self._concentric(up) and lim.min_lockout_s <= end - up.t1 <= lim.max_lockout_s):
             return []
-        down = _Phase(False, end, end, up.z1, up.z1, 0.0, 0.0, None, cut=True)
+        down = _Phase(False, end, end, up.z1, up.z1, 0.0, 0.0, None, cut=True, p0=up.p1, p1=up.p1)
         return [self._make(up, down, up.t1, end)]
 
     def _thrust_shape(self, up: _Phase, down: _Phase) -> bool:
@@ -614,7 +691,7 @@ class RepDetector:
     def _typical_hold(self, t: float) -> float:
         holds = [
             r.lockout_hold_s
-            for r in self._recent
+            for r, _ in self._recent
             if t - r.t_end <= SET_CONTEXT_S and r.lockout_hold_s < self.limits.max_lockout_s
         ]
         return float(np.median(holds[-REFERENCE_REPS:])) if holds else DEFAULT_HOLD_S
@@ -647,23 +724,43 @@ class RepDetector:
             partial=False,
             mean_power_w=up.power,
         )
-        rep = replace(rep, partial=self._is_partial(rep))
-        self._recent.append(rep)
+        # A concentric cut short by the stream's end has no range to judge it by.
+        rep = replace(rep, partial=not up.cut and self._is_partial(rep, up.swing))
+        self._recent.append((rep, up.swing))
         return rep
 
-    def _is_partial(self, rep: Rep) -> bool:
-        """ROM well below the recent full reps of the same set (none yet: not partial)."""
+    def _is_partial(self, rep: Rep, swing: float) -> bool:
+        """ROM well below the recent full reps of the same set (none yet: not partial),
+        by the integral and by the drift-free proxy alike: a rep the integral alone
+        measures short (a hold that swallowed part of it, a tilt leaking gravity) is not
+        taken for a partial."""
         roms: list[float] = []
+        swings: list[float] = []
         last_end = rep.t_start
-        for r in reversed(self._recent):
+        for r, r_swing in reversed(self._recent):
             if last_end - r.t_end > SET_CONTEXT_S:
                 break
             last_end = r.t_start
             if not r.partial:
                 roms.append(r.rom_m)
+                swings.append(r_swing)
             if len(roms) == REFERENCE_REPS:
                 break
-        return bool(roms) and rep.rom_m < PARTIAL_FRACTION * float(np.median(roms))
+        if not roms:
+            return False
+        short = rep.rom_m < PARTIAL_FRACTION * float(np.median(roms))
+        known = [s for s in swings if math.isfinite(s)]
+        if not (known and math.isfinite(swing)):
+            return short  # near the stream's ends the proxy says nothing
+        return short and swing < PARTIAL_FRACTION * float(np.median(known))
+
+
+def _mean_power(first: _Phase, second: _Phase) -> float | None:
+    """Mean power over two phases joined into one, weighted by their durations (W)."""
+    if first.power is None or second.power is None:
+        return None
+    d1, d2 = first.t1 - first.t0, second.t1 - second.t0
+    return (first.power * d1 + second.power * d2) / (d1 + d2) if d1 + d2 > 0 else first.power
 
 
 def _level_crossing(t: FloatArray, w: FloatArray, i: int, level: float) -> float:

@@ -86,7 +86,12 @@ class VerticalMotion:
 
     ``t`` (n,) s; ``velocity`` (n,) m/s; ``position`` (n,) m, height relative to the start
     of the recording; ``at_rest`` (n,) bool, the body was still (velocity forced to 0);
-    ``velocity_noise_mps``: white noise of the velocity samples (0 when negligible).
+    ``velocity_noise_mps``: white noise of the velocity samples (0 when negligible);
+    ``proxy`` (n,) m or None: the drift-free height proxy of the turnarounds
+    (:func:`~sensorhub.analysis.turnarounds.height_proxy`), not metres of travel but a
+    second, independent measure of how far each phase went next to the others; NaN
+    near the stream's ends, where its filter has not settled (None: ``position`` is
+    drift-free itself, as a transducer's is).
     """
 
     t: FloatArray
@@ -94,6 +99,7 @@ class VerticalMotion:
     position: FloatArray
     at_rest: BoolArray
     velocity_noise_mps: float = 0.0
+    proxy: FloatArray | None = None
 
     def __len__(self) -> int:
         return int(self.t.size)
@@ -106,14 +112,17 @@ class VerticalMotion:
     @staticmethod
     def concatenate(parts: list[VerticalMotion]) -> VerticalMotion:
         """Join consecutive pieces into one."""
+        parts = [p for p in parts if len(p.t)] or parts[:1]
         if not parts:
             return VerticalMotion.empty()
+        proxies = [p.proxy for p in parts]
         return VerticalMotion(
             np.concatenate([p.t for p in parts]),
             np.concatenate([p.velocity for p in parts]),
             np.concatenate([p.position for p in parts]),
             np.concatenate([p.at_rest for p in parts]),
             max(p.velocity_noise_mps for p in parts),
+            None if any(q is None for q in proxies) else np.concatenate(proxies),  # type: ignore[arg-type]
         )
 
 
@@ -194,6 +203,7 @@ class VerticalVelocityEstimator:
         self._bias = 0.0  # the last phase's acceleration bias, m/s² (for the live value)
         self._anchor_at_rest = False
         self._proxy_velocity = np.empty(0)  # the proxy's velocity over the buffer, m/s
+        self._proxy = np.empty(0)  # the proxy's height over the buffer, m
 
     # -- input -----------------------------------------------------------------------------
 
@@ -302,8 +312,13 @@ class VerticalVelocityEstimator:
         settled = n - 1 if final else n - 1 - self._lag
         if settled <= lo:
             return VerticalMotion.empty()
-        turns, velocity = self._turns()
+        turns, velocity, self._proxy = self._turns()
         self._proxy_velocity = velocity
+        # The proxy is a measure only where its zero-phase filter has the stream on both
+        # sides: not in the stream's first and (at its end) last proxy_lag_s.
+        self._proxy[: max(0, self._lag - self._first)] = math.nan
+        if final:
+            self._proxy[max(0, n - self._lag) :] = math.nan
         rests = self._rests(lo, settled, velocity)
         points: list[tuple[int, int | None]] = sorted(
             [(k, None) for k in turns if lo + self._step <= k <= settled]
@@ -356,8 +371,8 @@ class VerticalVelocityEstimator:
             i += 1
         return parts
 
-    def _turns(self) -> tuple[list[int], FloatArray]:
-        """Turnarounds (buffer indices) and the proxy's velocity (n,) m/s."""
+    def _turns(self) -> tuple[list[int], FloatArray, FloatArray]:
+        """Turnarounds (buffer indices), the proxy's velocity (n,) m/s and height (n,) m."""
         step = self._step
         a = self._a
         n = len(a)
@@ -367,11 +382,9 @@ class VerticalVelocityEstimator:
         rate = self.sample_rate_hz / step
         proxy = height_proxy(coarse, rate)
         velocity_coarse = np.gradient(proxy, 1.0 / rate) if len(proxy) > 1 else np.zeros(m)
-        velocity = (
-            np.interp(np.arange(n), np.arange(m) * step + 0.5 * (step - 1), velocity_coarse)
-            if m
-            else np.zeros(n)
-        )
+        centres = np.arange(m) * step + 0.5 * (step - 1)
+        velocity = np.interp(np.arange(n), centres, velocity_coarse) if m else np.zeros(n)
+        height = np.interp(np.arange(n), centres, proxy) if m else np.zeros(n)
         swing = max(self.settings.swing_m, SWING_SHARE * typical_swing(proxy))
         turns = []
         for k in swing_extremes(proxy, swing):
@@ -388,7 +401,7 @@ class VerticalVelocityEstimator:
         for k in sorted(set(turns)):
             if not out or k - out[-1] >= self._step:
                 out.append(k)
-        return out, velocity
+        return out, velocity, height
 
     def _rests(self, lo: int, settled: int, proxy: FloatArray) -> list[tuple[int, int]]:
         """Still runs of min_rest_s in (lo, settled] along which the body is not moving.
@@ -438,7 +451,13 @@ class VerticalVelocityEstimator:
             self._bias = float(v[-1]) / span
             v = v - v[-1] * (t - t[0]) / span
         z = self._height + cumulative_trapezoid(v, t)
-        out = VerticalMotion(t[:-1].copy(), v[:-1], z[:-1], np.zeros(len(t) - 1, dtype=bool))
+        out = VerticalMotion(
+            t[:-1].copy(),
+            v[:-1],
+            z[:-1],
+            np.zeros(len(t) - 1, dtype=bool),
+            proxy=self._proxy[lo:hi].copy(),
+        )
         self._height = float(z[-1])
         self._anchor = self._first + hi
         self._anchor_at_rest = False
@@ -448,7 +467,11 @@ class VerticalVelocityEstimator:
         """Samples lo..hi-1 at rest: velocity 0, height held."""
         size = hi - lo
         out = VerticalMotion(
-            self._t[lo:hi].copy(), np.zeros(size), np.full(size, self._height), np.ones(size, bool)
+            self._t[lo:hi].copy(),
+            np.zeros(size),
+            np.full(size, self._height),
+            np.ones(size, bool),
+            proxy=self._proxy[lo:hi].copy(),
         )
         self._bias = float(np.mean(self._a[lo : hi + 1]))
         self._anchor = self._first + hi
@@ -459,7 +482,11 @@ class VerticalVelocityEstimator:
         """The stream's last sample (each phase leaves its end to the next)."""
         i = len(self._t) - 1
         out = VerticalMotion(
-            self._t[i:].copy(), np.zeros(1), np.full(1, self._height), self._quiet[i:].copy()
+            self._t[i:].copy(),
+            np.zeros(1),
+            np.full(1, self._height),
+            self._quiet[i:].copy(),
+            proxy=self._proxy[i:].copy(),
         )
         self._anchor = self._first + len(self._t)
         return out
@@ -474,6 +501,7 @@ class VerticalVelocityEstimator:
             self._a = self._a[keep_from:]
             self._quiet = self._quiet[keep_from:]
             self._proxy_velocity = self._proxy_velocity[keep_from:]
+            self._proxy = self._proxy[keep_from:]
             self._first += keep_from
 
 
