@@ -18,6 +18,7 @@ points is then integrated from the acceleration itself
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from typing import Final
 
 import numpy as np
@@ -62,10 +63,7 @@ def height_proxy(accel: FloatArray, rate_hz: float) -> FloatArray:
     out = np.zeros(n)
     if n < 8:
         return out
-    low, high = BAND_HZ
-    high = min(high, 0.45 * rate_hz)
-    band = butter(2, [low, high], btype="band", fs=rate_hz, output="sos")
-    highpass = butter(2, low, btype="high", fs=rate_hz, output="sos")
+    band, highpass = _filters(rate_hz)
     pad = min(n - 1, 3 * 2 * (len(band) + 1))
     velocity = np.cumsum(accel - float(np.mean(accel))) / rate_hz
     velocity = sosfiltfilt(band, velocity - float(np.mean(velocity)), padlen=pad)
@@ -73,6 +71,18 @@ def height_proxy(accel: FloatArray, rate_hz: float) -> FloatArray:
     pad = min(n - 1, 3 * 2 * (len(highpass) + 1))
     out[:] = sosfiltfilt(highpass, height - float(np.mean(height)), padlen=pad)
     return out
+
+
+@lru_cache(maxsize=64)
+def _filters(rate_hz: float) -> tuple[FloatArray, FloatArray]:
+    """The proxy's band-pass and high-pass at ``rate_hz`` (second-order sections).
+
+    Designed once per rate: the design costs more than filtering a live frame's buffer.
+    """
+    low, high = BAND_HZ
+    band = butter(2, [low, min(high, 0.45 * rate_hz)], btype="band", fs=rate_hz, output="sos")
+    highpass = butter(2, low, btype="high", fs=rate_hz, output="sos")
+    return band, highpass  # shared: not to be written to (scipy wants them writable)
 
 
 def swing_extremes(height: FloatArray, swing_m: float) -> list[int]:
