@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import tracemalloc
+from dataclasses import replace
 from functools import cache
 
 import numpy as np
@@ -328,6 +329,63 @@ def test_known_answers_on_a_synthetic_hip_thrust_set() -> None:
         assert rep.eccentric_s == pytest.approx(1.0, rel=0.04)
         # Mean of m (g + a) v over a min-jerk rise: m g (rise / T) plus a small inertial term.
         assert rep.mean_power_w == pytest.approx(80.0 * G * rom / 0.5, rel=0.05)
+
+
+def test_reps_that_shrink_through_a_set_are_not_partial() -> None:
+    # Real sets shrink as the lifter tires: the last reps two thirds of the range of
+    # the ones before, and counted by the lifter; a rep stopped half-way is partial.
+    moves, t = [], 1.0
+    roms = [0.25, 0.25, 0.24, 0.22, 0.2, 0.16, 0.1]
+    for rom in roms:
+        moves += [(t, 0.5, rom), (t + 1.2, 1.0, -rom)]
+        t += 3.0
+    reps = detect_reps(synthetic(moves, t + 2.0), "hip_thrust")
+    assert [r.partial for r in reps] == [False] * 6 + [True]
+
+
+def _with_proxy(integral: VerticalMotion, truth: VerticalMotion) -> VerticalMotion:
+    """The integral's motion, with the true height as its drift-free proxy."""
+    return replace(integral, proxy=truth.position)
+
+
+def test_a_slow_descent_the_integral_lost_is_found_by_the_proxy() -> None:
+    # Romanian deadlifts lowered over 4 s: on a real bar IMU the descent's few hundredths
+    # of a g drown in the tilt's leak and its integral stays flat, while the proxy of
+    # the turnarounds still goes down. Here the integral has only the rises.
+    down_s, up_s, rom = 4.0, 1.0, 0.35
+    moves, rises, t = [], [], 1.0
+    for _ in range(4):
+        moves += [(t, down_s, -rom), (t + down_s, up_s, rom)]
+        rises.append((t + down_s, up_s, rom))
+        t += down_s + up_s + 1.0
+    truth, integral = synthetic(moves, t + 1.0), synthetic(rises, t + 1.0)
+    assert detect_reps(integral, "romanian_deadlift") == []  # the integral alone: none
+    reps = detect_reps(_with_proxy(integral, truth), "romanian_deadlift")
+    # The first descent has no rise before it to fix where it starts: three of four.
+    assert len(reps) == 3
+    for k, rep in enumerate(reps, start=1):
+        assert rep.concentric_start == pytest.approx(1.0 + k * 6.0 + down_s, abs=0.05)
+        assert rep.rom_m == pytest.approx(rom, rel=0.02)
+        assert not rep.partial
+        # The descent, lost to the integral, is taken from the rise before to this one.
+        assert rep.eccentric_start == pytest.approx(rep.concentric_start - down_s - 1.0, abs=0.05)
+
+
+def test_a_descent_that_slows_to_the_bottom_is_one_descent() -> None:
+    # The integral sees a squat's first 10 cm down and then nothing for 3.5 s, longer
+    # than any pause at the bottom, while the proxy shows the bar going on down.
+    moves, seen, t = [], [], 1.0
+    for _ in range(3):
+        moves += [(t, 0.5, -0.1), (t + 0.5, 3.5, -0.3), (t + 4.0, 1.0, 0.4)]
+        seen += [(t, 0.5, -0.1), (t + 4.0, 1.0, 0.4)]
+        t += 6.5
+    truth, integral = synthetic(moves, t + 2.0), synthetic(seen, t + 2.0)
+    reps = detect_reps(_with_proxy(integral, truth), "squat")
+    assert len(reps) == 3
+    for k, rep in enumerate(reps):
+        assert rep.eccentric_start == pytest.approx(1.0 + 6.5 * k, abs=0.05)
+        assert rep.concentric_start == pytest.approx(5.0 + 6.5 * k, abs=0.05)
+        assert rep.rom_m == pytest.approx(0.4, rel=0.02)
 
 
 def test_footsteps_and_small_moves_are_not_reps() -> None:

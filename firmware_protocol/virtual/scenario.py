@@ -376,7 +376,7 @@ def _random_set(
         anterior_tip_deg=tip,
         rest_pauses=pauses,
         partial_reps=partials,
-        partial_fraction=round(float(rng.uniform(0.3, 0.7)), 2),
+        partial_fraction=round(float(rng.uniform(0.25, 0.5)), 2),
         rest_before_s=round(rest, 1),
         posterior_hold_deg=hold,
         anterior_tip_from_rep=tip_from,

@@ -112,9 +112,9 @@ class ExerciseLimits:
 # Ranges of motion: the scenario limits widened a little (partial reps reach down to 30 %
 # of a full one; a bodyweight thrust can rise 5 cm when partial).
 EXERCISE_LIMITS: Final[dict[str, ExerciseLimits]] = {
-    "hip_thrust": ExerciseLimits(
-        down_first=False, min_rom_m=0.035, max_rom_m=0.45, min_lockout_s=0.12, hold_needs_rest=True
-    ),
+    # A loaded bar does not walk: its hold needs neither a minimum nor rest in it (a
+    # real lifter's touch-and-go thrusts barely stop at the top, and the bar trembles).
+    "hip_thrust": ExerciseLimits(down_first=False, min_rom_m=0.035, max_rom_m=0.45),
     "bodyweight_hip_thrust": ExerciseLimits(
         down_first=False, min_rom_m=0.035, max_rom_m=0.45, min_lockout_s=0.12, hold_needs_rest=True
     ),
@@ -147,7 +147,11 @@ MIN_PEAK_MPS: Final = 0.15
 straightening up after the set, or the bar settling on the rack, rises slower."""
 MIN_PHASE_M: Final = 0.02
 """A phase must travel this far to count (m); fidgets and footsteps travel less."""
-PARTIAL_FRACTION: Final = 0.7
+PARTIAL_FRACTION: Final = 0.6
+"""A rep is partial below this share of the set's recent full range, by both measures.
+Real sets shrink: a lifter's last squats of ten went 0.54-0.6 of the recent depth by
+the integral and 0.6-0.65 by the proxy, and counted; a rep abandoned half-way goes
+half of it or less."""
 SET_CONTEXT_S: Final = 45.0
 """Reps closer than this (s) are taken as one set for the partial-rep reference."""
 DEFAULT_HOLD_S: Final = 1.0
@@ -158,11 +162,18 @@ REST_JOIN_S: Final = 0.05
 HOLD_AT_REST_S: Final = 0.4
 """A lockout this long (s) must contain rest; shorter ones may be too short to detect."""
 REFERENCE_REPS: Final = 5
+RATIO_PHASES: Final = 10
+"""Phases whose travel over proxy swing is kept to measure a phase the integral cannot."""
+MIN_RATIOS: Final = 4
+"""Phases measured both ways before the proxy may stand in for the integral."""
 MAX_STOP_S: Final = 1.5
 """A movement that stops half-way for up to this long (s) and goes on the same way is one
 phase: a pause in a descent, a sticking point in a concentric."""
 STREAM_EDGE_S: Final = 0.1
 """A phase starting this close to the stream's first sample may have begun before it."""
+MIN_PEAK_SHARE: Final = 0.1
+"""A concentric reaches its peak speed this far into it at the earliest: it starts from
+rest at the bottom (the real ones on the development set peak at 0.19-0.69 of the way)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +191,7 @@ class _Phase:
     cut: bool = False  # cut short by the start or end of the stream: its travel says little
     p0: float = 0.0  # the drift-free height proxy at the ends (the heights when None)
     p1: float = 0.0
+    peak_share: float = 0.5  # how far into the phase its peak speed comes, 0..1
 
     @property
     def travel(self) -> float:
@@ -282,6 +294,8 @@ class RepDetector:
         self._rest_open = False
         self._wobbled = False  # a phase too small for any rep came since the last one
         self._rejected: tuple[_Phase, _Phase] | None = None  # the last pair not a rep
+        self._last: _Phase | None = None  # the last phase bigger than a wobble
+        self._ratios: deque[float] = deque(maxlen=RATIO_PHASES)  # travel / swing, recent
 
     def update(self, motion: VerticalMotion) -> list[Rep]:
         """Take the next samples; return the reps they complete."""
@@ -490,7 +504,28 @@ class RepDetector:
         p0 = float(np.interp(t0, t, self._p))
         p1 = float(np.interp(t1, t, self._p))
         phase = replace(phase, cut=cut or starts_stream, p0=p0, p1=p1)
-        return reps + self._on_phase(phase)
+        return reps + self._on_phase(self._measured(phase))
+
+    def _measured(self, phase: _Phase) -> _Phase:
+        """The phase with a travel no rep could have (the integral carried a drift
+        through a long, slow phase) measured instead by its proxy swing, scaled by how
+        far the recent phases went per unit of swing; the others teach that scale.
+
+        The proxy bends slow and fast lifts differently, so it is a stand-in only where
+        the integral is out of range, and only once a few phases have shown the scale.
+        """
+        lim = self.limits
+        swing = phase.swing
+        if not (math.isfinite(swing) and swing > 0) or phase.cut:
+            return phase
+        if phase.travel <= lim.max_rom_m:
+            if phase.travel >= lim.min_rom_m:
+                self._ratios.append(phase.travel / swing)
+            return phase
+        if len(self._ratios) < MIN_RATIOS:
+            return phase
+        travel = swing * float(np.median(self._ratios))
+        return replace(phase, z1=phase.z0 + (travel if phase.up else -travel))
 
     def _phase(
         self,
@@ -505,6 +540,7 @@ class RepDetector:
         inside = (t > t0) & (t < t1)
         vin = v[inside]
         peak = float(np.max(np.abs(vin))) if len(vin) else 0.0
+        share = (float(t[inside][np.argmax(np.abs(vin))]) - t0) / (t1 - t0) if len(vin) else 0.5
         mpv = (z1 - z0) / (t1 - t0)
         power = None
         if up and len(vin) >= 2:
@@ -521,7 +557,7 @@ class RepDetector:
                 power = float(np.mean(self.load_kg * (G + acc) * vin))
         elif up and self.load_kg is not None:
             power = 0.0
-        return _Phase(up, t0, t1, z0, z1, peak, mpv, power)
+        return _Phase(up, t0, t1, z0, z1, peak, mpv, power, peak_share=share)
 
     # -- reps ------------------------------------------------------------------------------
 
@@ -536,18 +572,26 @@ class RepDetector:
             return reps
         phase = self._resume(phase)
         self._rejected = None
+        last, self._last = self._last, phase
         if lim.down_first:
             if not phase.up:
                 self._pending_down = phase
-            elif self._pending_down is not None:
-                down, self._pending_down = self._pending_down, None
-                if self._squat_shape(down, phase):
-                    self._candidate = _Candidate(down, phase)
-                else:
-                    self._rejected = (down, phase)
+                return reps
+            down, self._pending_down = self._pending_down, None
+            if down is None:
+                down = self._lost_descent(last, phase)
+            elif not self._squat_shape(down, phase):
+                down = self._slow_bottom(down, phase) or down
+            if down is not None and self._squat_shape(down, phase):
+                self._candidate = _Candidate(down, phase)
+            elif down is not None:
+                self._rejected = (down, phase)
             return reps
         if phase.up:
-            self._pending_up = phase
+            up, self._pending_up = self._pending_up, phase
+            down = self._lost_descent(up, phase)
+            if up is not None and down is not None and self._thrust_shape(up, down):
+                reps.append(self._make(up, down, up.t1, down.t0))
             return reps
         up, self._pending_up = self._pending_up, None
         if up is not None and self._thrust_shape(up, phase):
@@ -555,6 +599,43 @@ class RepDetector:
         elif up is not None:
             self._rejected = (up, phase)
         return reps
+
+    def _lost_descent(self, before: _Phase | None, up: _Phase) -> _Phase | None:
+        """The descent between a rise and the next one, which the integral lost: a slow
+        lowering (a Romanian deadlift's four seconds down) moves the bar with a few
+        hundredths of a g, below what a tilt leaks into the vertical, while the
+        drift-free proxy still shows it went down. Measured by its proxy swing in the
+        scale of the rise after it; None where the proxy does not show one."""
+        if before is None or not before.up or before.cut or up.cut:
+            return None
+        swing = before.p1 - up.p0
+        if not (math.isfinite(swing) and swing > 0 and math.isfinite(up.swing) and up.swing > 0):
+            return None
+        drop = swing * up.travel / up.swing
+        return _Phase(
+            False,
+            before.t1,
+            up.t0,
+            before.z1,
+            before.z1 - drop,
+            0.0,
+            0.0,
+            None,
+            p0=before.p1,
+            p1=up.p0,
+        )
+
+    def _slow_bottom(self, down: _Phase, up: _Phase) -> _Phase | None:
+        """The descent before ``up`` carried on to it where the integral saw it stop: the
+        slow last part of a lowering, in the proxy but not the integral. The descent
+        then reaches the rise, measured as :meth:`_lost_descent` measures; None where
+        the proxy did not go on down."""
+        more = down.p1 - up.p0
+        total = down.p0 - up.p0
+        if not (math.isfinite(more) and more > 0 and math.isfinite(up.swing) and up.swing > 0):
+            return None
+        drop = total * up.travel / up.swing
+        return replace(down, t1=up.t0, z1=down.z0 - drop, p1=up.p0)
 
     def _retry_at_end(self, end: float) -> list[Rep]:
         """The last two phases, turned down as a rep, again now that the stream is known
@@ -629,13 +710,22 @@ class RepDetector:
 
     def _finish_at_lockout(self) -> list[Rep]:
         """Up-first lifts: a recording that ends in the lockout of a full concentric
-        ends with that rep done; its eccentric is left out of the record."""
+        ends with that rep done; its eccentric is left out of the record.
+
+        A rise that runs into the stream's end has no turnaround after it to take the
+        integral's drift out: it must also rise like a lift, from rest to a peak speed
+        later in it (:data:`MIN_PEAK_SHARE`), not start at its fastest (a knock the
+        integral carried on, spread over what follows as a slow "rise")."""
         up, self._pending_up = self._pending_up, None
         if up is None or self.limits.down_first or not len(self._t):
             return []
         end = float(self._t[-1])
         lim = self.limits
-        if not (self._concentric(up) and lim.min_lockout_s <= end - up.t1 <= lim.max_lockout_s):
+        if not (
+            self._concentric(up)
+            and lim.min_lockout_s <= end - up.t1 <= lim.max_lockout_s
+            and up.peak_share >= MIN_PEAK_SHARE
+        ):
             return []
         down = _Phase(False, end, end, up.z1, up.z1, 0.0, 0.0, None, cut=True, p0=up.p1, p1=up.p1)
         return [self._make(up, down, up.t1, end)]
