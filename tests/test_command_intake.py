@@ -24,7 +24,11 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from firmware_protocol.virtual.radio import VirtualRadio
+from sensorhub.ble.radio import Radio
+from sensorhub.config import ServiceConfig
 from sensorhub.mqtt import BrokerSettings, Command, MqttPublisher, TopicTree
+from sensorhub.service import Service
 from sensorhub.store import SessionStore
 from tests.mosquitto import Mosquitto, subscribe
 
@@ -98,6 +102,63 @@ async def test_a_retained_command_is_refused_when_the_hub_reconnects(
         await asyncio.sleep(1.0)
     assert len(replies.messages) == 3
     assert [c.id for c in carried_out] == (["n"] if protocol == "5" else ["once", "n"])
+
+
+@pytest.mark.parametrize("protocol", ["3.1.1", "5"])
+async def test_a_retained_stop_session_does_not_stop_a_session_started_later(
+    tmp_path: Path, protocol: str
+) -> None:
+    broker = Mosquitto(tmp_path, persistence=True)  # the retained stop survives its restart
+    state = tmp_path / "state"
+    config = ServiceConfig(
+        hub_name="rack1",
+        ble="virtual",
+        state_dir=state,
+        broker_url=f"{broker.url}?protocol={protocol}",
+        auto_start=False,
+        discovery=False,
+        source="test",
+    )
+
+    async def send(body: dict[str, Any], *, retain: bool = False) -> None:
+        async with aiomqtt.Client("127.0.0.1", broker.port, protocol=_protocol(protocol)) as c:
+            await c.publish(COMMANDS, json.dumps(body), qos=1, retain=retain)
+
+    async with (
+        broker,
+        subscribe(broker.port, REPLIES, reconnect=True) as replies,
+        Radio.on_virtual_radio(VirtualRadio(), state_dir=state) as radio,
+        Service(config, radio=radio, mqtt_reconnect_delay_s=(0.1, 0.5)) as service,
+    ):
+        await _until(lambda: service.publisher.connected)
+        await asyncio.sleep(0.2)  # its subscription is in place
+        await send({"command": "stop_session", "id": "stale"}, retain=True)
+        await send({"command": "start_session", "id": "start"})
+        await replies.wait_for(lambda m: len(m) == 2)
+        session = service.session
+        assert session is not None
+        await broker.restart()  # the hub connects again and is handed the retained stop
+        await replies.wait_for(lambda m: len(m) == 3, timeout=20)
+        await asyncio.sleep(0.5)
+        assert service.session is session  # still recording
+        assert service.store.session(session.id)["ended"] is None
+        await send({"command": "stop_session", "id": "stop"})
+        await replies.wait_for(lambda m: len(m) == 4)
+    stale, started, again, stopped = (m.json() for m in replies.messages)
+    # MQTT 3.1.1 hides the flag from a hub connected when it is sent: carried out then (no
+    # session to stop); MQTT 5 shows it, so it is refused at once.
+    assert stale["id"] == "stale"
+    assert ("retain" if protocol == "5" else "no session is running") in stale["error"]
+    assert started["id"] == "start"
+    assert started["ok"], started
+    assert again["id"] == "stale"
+    assert "retain" in again["error"]
+    assert stopped == {
+        "id": "stop",
+        "command": "stop_session",
+        "ok": True,
+        "result": {"session_id": session.id, "sets": 0, "reps": 0},
+    }
 
 
 async def _start_hub(broker: Mosquitto, state: Path, log: Path) -> asyncio.subprocess.Process:
