@@ -453,7 +453,9 @@ async def test_a_flood_is_refused_at_the_door_within_bounds_and_logged_throttled
     assert stats["refused_busy"] == 300 - 32
     assert stats["most_commands_waiting"] == 32
     assert max(waiting) <= 32
-    assert max(lateness) < 0.5  # it stayed responsive throughout
+    # It stayed responsive throughout: late by tens of milliseconds on an idle machine; the
+    # bound leaves room for a loaded one's scheduler.
+    assert max(lateness) < 2.0
     assert carried_out == ["hold", *[None] * 32, "after"]
     # Every command carried out was answered; the refusals' answers stayed within bounds.
     answers = [m.json() for m in replies.on(REPLIES)]
