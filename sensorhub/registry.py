@@ -123,11 +123,11 @@ class SensorRegistry:
             sensors[sensor.address.upper()] = replace(sensor, address=sensor.address.upper())
 
     def forget(self, address: str) -> RegisteredSensor:
-        """Remove a sensor; raise ConfigError if it is not registered."""
+        """Remove a sensor; raise ConfigError if it is not registered (the file is not written)."""
         with self._editing() as sensors:
             removed = sensors.pop(address.upper(), None)
-        if removed is None:
-            raise ConfigError(f"no registered sensor has address {address}")
+            if removed is None:
+                raise ConfigError(f"no registered sensor has address {address}")
         return removed
 
     def rename(self, address: str, name: str) -> RegisteredSensor:
@@ -151,7 +151,10 @@ class SensorRegistry:
 
     @contextlib.contextmanager
     def _editing(self) -> Iterator[dict[str, RegisteredSensor]]:
-        """Read, let the caller change, write back: one change at a time across processes."""
+        """Read, let the caller change, write back: one change at a time across processes.
+
+        A caller that raises inside the ``with`` changes nothing: the file is not written.
+        """
         with changing(self.path, "sensor registry"):
             sensors = self.load()
             yield sensors

@@ -1,8 +1,10 @@
 """Commands as they arrive from the broker: what is refused before it is carried out.
 
 A retained command would be carried out again on every connection, and an oversized one
-was read whole (and kept waiting) before its size was looked at; these tests hold the
-hub to refusing both, against a real mosquitto, in-process and as ``sensorhub run``.
+was read whole (and kept waiting) before its size was looked at; a flood of them filled
+the MQTT client's own queue, which dropped the rest with a warning each. These tests
+hold the hub to refusing them at the door, counted, logged throttled and within its
+bounds, against a real mosquitto, in-process and as ``sensorhub run``.
 """
 
 from __future__ import annotations
@@ -10,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +24,11 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from firmware_protocol.virtual.radio import VirtualRadio
+from sensorhub.ble.radio import Radio
+from sensorhub.config import ServiceConfig
 from sensorhub.mqtt import BrokerSettings, Command, MqttPublisher, TopicTree
+from sensorhub.service import Service
 from sensorhub.store import SessionStore
 from tests.mosquitto import Mosquitto, subscribe
 
@@ -94,6 +102,63 @@ async def test_a_retained_command_is_refused_when_the_hub_reconnects(
         await asyncio.sleep(1.0)
     assert len(replies.messages) == 3
     assert [c.id for c in carried_out] == (["n"] if protocol == "5" else ["once", "n"])
+
+
+@pytest.mark.parametrize("protocol", ["3.1.1", "5"])
+async def test_a_retained_stop_session_does_not_stop_a_session_started_later(
+    tmp_path: Path, protocol: str
+) -> None:
+    broker = Mosquitto(tmp_path, persistence=True)  # the retained stop survives its restart
+    state = tmp_path / "state"
+    config = ServiceConfig(
+        hub_name="rack1",
+        ble="virtual",
+        state_dir=state,
+        broker_url=f"{broker.url}?protocol={protocol}",
+        auto_start=False,
+        discovery=False,
+        source="test",
+    )
+
+    async def send(body: dict[str, Any], *, retain: bool = False) -> None:
+        async with aiomqtt.Client("127.0.0.1", broker.port, protocol=_protocol(protocol)) as c:
+            await c.publish(COMMANDS, json.dumps(body), qos=1, retain=retain)
+
+    async with (
+        broker,
+        subscribe(broker.port, REPLIES, reconnect=True) as replies,
+        Radio.on_virtual_radio(VirtualRadio(), state_dir=state) as radio,
+        Service(config, radio=radio, mqtt_reconnect_delay_s=(0.1, 0.5)) as service,
+    ):
+        await _until(lambda: service.publisher.connected)
+        await asyncio.sleep(0.2)  # its subscription is in place
+        await send({"command": "stop_session", "id": "stale"}, retain=True)
+        await send({"command": "start_session", "id": "start"})
+        await replies.wait_for(lambda m: len(m) == 2)
+        session = service.session
+        assert session is not None
+        await broker.restart()  # the hub connects again and is handed the retained stop
+        await replies.wait_for(lambda m: len(m) == 3, timeout=20)
+        await asyncio.sleep(0.5)
+        assert service.session is session  # still recording
+        assert service.store.session(session.id)["ended"] is None
+        await send({"command": "stop_session", "id": "stop"})
+        await replies.wait_for(lambda m: len(m) == 4)
+    stale, started, again, stopped = (m.json() for m in replies.messages)
+    # MQTT 3.1.1 hides the flag from a hub connected when it is sent: carried out then (no
+    # session to stop); MQTT 5 shows it, so it is refused at once.
+    assert stale["id"] == "stale"
+    assert ("retain" if protocol == "5" else "no session is running") in stale["error"]
+    assert started["id"] == "start"
+    assert started["ok"], started
+    assert again["id"] == "stale"
+    assert "retain" in again["error"]
+    assert stopped == {
+        "id": "stop",
+        "command": "stop_session",
+        "ok": True,
+        "result": {"session_id": session.id, "sets": 0, "reps": 0},
+    }
 
 
 async def _start_hub(broker: Mosquitto, state: Path, log: Path) -> asyncio.subprocess.Process:
@@ -301,3 +366,105 @@ async def test_a_message_whose_headers_alone_are_too_long_is_dropped(tmp_path: P
     assert [m.json()["id"] for m in replies.messages] == ["after"]
     assert [c.id for c in carried_out] == ["after"]
     assert hub.stats["reconnects"] == 0
+
+
+_FLOOD = """
+import sys
+import paho.mqtt.client as mqtt
+
+port, topic, count = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+client.max_inflight_messages_set(100)
+client.connect("127.0.0.1", port)
+client.loop_start()
+for i in range(count):  # one small command for nine of 20 KB, as fast as paho sends them
+    payload = b'{"command": "stop_session"}' if i % 10 == 0 else b"x" * 20_000
+    sent = client.publish(topic, payload, qos=1)
+sent.wait_for_publish(60)
+client.disconnect()
+client.loop_stop()
+"""
+
+
+async def test_a_flood_is_refused_at_the_door_within_bounds_and_logged_throttled(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "sensorhub")
+    release = asyncio.Event()
+    carried_out: list[str | None] = []
+
+    async def handler(command: Command) -> dict[str, Any]:
+        if command.name == "pair":
+            await release.wait()  # as a real pair does, it keeps the worker busy a while
+        carried_out.append(command.id)
+        return {}
+
+    pair = {"command": "pair", "address": "0A:0B:0C:0D:0E:0F", "role": "bar", "athlete": "A"}
+    waiting: list[int] = []
+    lateness: list[float] = []
+    async with (
+        Mosquitto(tmp_path) as broker,
+        subscribe(broker.port, REPLIES) as replies,
+        MqttPublisher(
+            BrokerSettings.from_url(broker.url),
+            topics=TREE,
+            outbox_path=tmp_path / "outbox.db",
+            discovery_prefix=None,
+            on_command=handler,
+        ) as hub,
+        aiomqtt.Client("127.0.0.1", broker.port) as client,
+    ):
+        await _until(lambda: hub.connected)
+        await asyncio.sleep(0.2)  # its subscription is in place
+        await client.publish(COMMANDS, json.dumps({**pair, "id": "hold"}), qos=1)
+        await _until(lambda: hub.stats["commands"] == 1)
+
+        async def watch() -> None:  # what the intake holds, and how late the hub's loop is
+            while True:
+                before = time.monotonic()
+                await asyncio.sleep(0.005)
+                lateness.append(time.monotonic() - before - 0.005)
+                waiting.append(hub.stats["commands_waiting"])
+
+        watcher = asyncio.create_task(watch(), name="test intake watcher")
+        flood = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _FLOOD, str(broker.port), COMMANDS, "3000"
+        )
+        try:
+            async with asyncio.timeout(120):
+                assert await flood.wait() == 0
+        finally:
+            if flood.returncode is None:
+                flood.kill()
+                await flood.wait()
+
+        def taken() -> int:
+            stats = hub.stats
+            refused = stats["refused_oversized"] + stats["refused_busy"]
+            return int(refused + stats["commands_waiting"])
+
+        await _until(lambda: taken() == 3000, timeout=30)  # each one: none lost on the way
+        release.set()
+        await client.publish(COMMANDS, json.dumps({"command": "stop_session", "id": "after"}))
+        await replies.wait_for(lambda m: any(r.json()["id"] == "after" for r in m), timeout=20)
+        watcher.cancel()
+    stats = hub.stats
+    assert stats["refused_oversized"] == 2700
+    assert stats["refused_busy"] == 300 - 32
+    assert stats["most_commands_waiting"] == 32
+    assert max(waiting) <= 32
+    # It stayed responsive throughout: late by tens of milliseconds on an idle machine; the
+    # bound leaves room for a loaded one's scheduler.
+    assert max(lateness) < 2.0
+    assert carried_out == ["hold", *[None] * 32, "after"]
+    # Every command carried out was answered; the refusals' answers stayed within bounds.
+    answers = [m.json() for m in replies.on(REPLIES)]
+    assert sum(a["ok"] for a in answers) == 34
+    assert stats["dropped_replies"] == 0
+    assert len(answers) - 34 + stats["unanswered_refusals"] == 2968
+    said = [r.getMessage() for r in caplog.records if r.name.startswith("sensorhub")]
+    refusals = [line for line in said if "refused a command" in line]
+    assert any("oversized so far" in line for line in refusals)
+    assert any("busy so far" in line for line in refusals)
+    assert len(refusals) <= 4  # the first of each kind, and at most one more in 10 s
+    assert not any("queue is full" in line for line in said)

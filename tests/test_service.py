@@ -255,6 +255,15 @@ async def test_a_refused_command_changes_nothing(tmp_path: Path) -> None:
         await until(lambda: "Bo" in service.known_athletes(), 10, "Bo to be known")
         reply = await command(sub, {"command": "set_load", "athlete": "Bo", "load_kg": 60})
         assert reply["ok"], reply
+        # Forgetting a sensor nobody registered leaves the registry as it was, unwritten.
+        registry = tmp_path / "state" / "sensors.json"
+        written = registry.stat()
+        reply = await command(sub, {"command": "forget", "address": "AA:BB:CC:DD:EE:FF"})
+        assert "no registered sensor has address AA:BB:CC:DD:EE:FF" in reply["error"]
+        assert (registry.stat().st_ino, registry.stat().st_mtime_ns) == (
+            written.st_ino,
+            written.st_mtime_ns,
+        )
         await until(
             lambda: service.session is not None and "Bo" in service.session.athletes,
             20,

@@ -34,20 +34,14 @@ from typing import Any, Final
 
 import aiomqtt
 import paho.mqtt.client as mqtt
+from paho.mqtt.client import MQTTMessage
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from sensorhub.errors import CommandError, ConfigError, SensorhubError
-from sensorhub.mqtt._intake import CutShort, bound_incoming
-from sensorhub.mqtt.commands import (
-    MAX_PAYLOAD_BYTES,
-    Command,
-    error_reply,
-    ok_reply,
-    parse_command,
-    reply_ids,
-)
+from sensorhub.mqtt._intake import CommandIntake, bound_incoming, take_directly
+from sensorhub.mqtt.commands import Command, error_reply, ok_reply, parse_command, reply_ids
 from sensorhub.mqtt.discovery import Discovery
 from sensorhub.mqtt.outbox import DEFAULT_MAX_MESSAGES, Outbox
 from sensorhub.mqtt.settings import BrokerSettings
@@ -75,15 +69,16 @@ LIVE_STALE_S: Final = 2.0
 """A live value older than this when the broker comes back is no longer live: dropped."""
 LIVE_BURST: Final = 10
 """Live messages handed to the client at once."""
-MAX_PENDING_COMMANDS: Final = 32
 MAX_INCOMING_MESSAGE_BYTES: Final = 65_536
 """The most of any incoming message the client keeps (topic, properties, payload): a
 command's 16 KiB and room for its headers; a longer one is read and thrown away as it
 arrives, and refused by the size it had."""
-MAX_QUEUED_INCOMING: Final = 64
-"""Messages the client holds before the hub reads them (it reads at once; this bounds a
-stalled loop). More are dropped by the client, with a warning, and get no reply."""
 MAX_PENDING_REPLIES: Final = 256
+"""Replies waiting for the broker; past this the oldest is dropped, and counted."""
+REFUSAL_REPLIES_AT_MOST: Final = MAX_PENDING_REPLIES // 2
+"""Replies to commands refused as they arrive take at most half the room: a flood of
+refusals gets no more answers then, and never pushes out a reply saying what a command
+that was carried out did."""
 _MEANINGFUL_SENSOR_FIELDS: Final = (
     "role",
     "athlete",
@@ -165,9 +160,7 @@ class MqttPublisher:
         self._live_next: dict[str, float] = {}
         self._live_ready = asyncio.Event()
         # Commands in, replies out.
-        self._commands: asyncio.Queue[tuple[bytes, str | None, bytes | None]] = asyncio.Queue(
-            MAX_PENDING_COMMANDS
-        )
+        self._intake = CommandIntake(commands_topic=topics.commands, refuse=self._reply_refusal)
         self._replies: deque[tuple[bytes, str | None, bytes | None]] = deque()
         self._replies_ready = asyncio.Event()
         self._counts = {
@@ -177,8 +170,7 @@ class MqttPublisher:
             "refused": 0,
             "commands": 0,
             "dropped_replies": 0,
-            "refused_retained": 0,
-            "refused_oversized": 0,
+            "unanswered_refusals": 0,
         }
         self._last_error: str | None = None
         self._ever_connected = False
@@ -238,10 +230,17 @@ class MqttPublisher:
 
     @property
     def stats(self) -> dict[str, Any]:
-        """Counters for status views: published, queued (in the outbox), reconnects, drops."""
+        """Counters for status views: published, queued (in the outbox), reconnects, drops.
+
+        ``commands_waiting`` is how many commands wait now, ``most_commands_waiting`` the
+        most that ever did; ``refused_*`` count commands refused as they arrived.
+        """
         return {
             "connected": self._connected,
             **self._counts,
+            **self._intake.counts,
+            "commands_waiting": self._intake.waiting,
+            "most_commands_waiting": self._intake.most_waiting,
             "queued": len(self._outbox) if self._outbox is not None else 0,
             "last_error": self._last_error,
         }
@@ -467,9 +466,9 @@ class MqttPublisher:
             # the one before, up to its 40 ms delayed ACK: a rep right after a live value
             # waited that long. Messages are whole; each may go at once.
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
-            max_queued_incoming_messages=MAX_QUEUED_INCOMING,
         )
         bound_incoming(client, keep=MAX_INCOMING_MESSAGE_BYTES)
+        take_directly(client, self._on_message)
         return client
 
     async def _connection(self) -> None:
@@ -511,7 +510,7 @@ class MqttPublisher:
                 await client.subscribe(self._discovery.birth_topic, qos=1)
             async with asyncio.TaskGroup() as tasks:
                 senders = [
-                    tasks.create_task(self._receive(client), name="mqtt receive"),
+                    tasks.create_task(self._until_disconnected(client), name="mqtt watch"),
                     tasks.create_task(self._send_retained(client), name="mqtt retained"),
                     tasks.create_task(self._send_outbox(client), name="mqtt outbox"),
                     tasks.create_task(self._send_live(client), name="mqtt live"),
@@ -672,59 +671,28 @@ class MqttPublisher:
 
     # Receiving -----------------------------------------------------------------------------
 
-    async def _receive(self, client: aiomqtt.Client) -> None:
-        birth = self._discovery.birth_topic if self._discovery is not None else None
-        async for message in client.messages:
-            topic = message.topic.value
-            payload = message.payload if isinstance(message.payload, bytes) else b""
-            if topic == birth:
-                if payload.strip() == b"online":
-                    log.info("MQTT: Home Assistant is online; sending discovery again")
-                    self._mark_retained_dirty(discovery_only=True)
-            elif topic == self.topics.commands:
-                self._take_command(message, payload)
+    async def _until_disconnected(self, client: aiomqtt.Client) -> None:
+        """Return when the connection breaks: messages come to :meth:`_on_message` instead."""
+        async for _message in client.messages:
+            pass
 
-    def _take_command(self, message: aiomqtt.Message, payload: bytes) -> None:
-        """Queue a command for the worker, or refuse it at once if it cannot be one."""
-        properties = message.properties
-        response_topic = getattr(properties, "ResponseTopic", None)
-        correlation = getattr(properties, "CorrelationData", None)
-        size = payload.size if isinstance(payload, CutShort) else len(payload)
-        if size > MAX_PAYLOAD_BYTES:
-            # By its size alone: neither kept waiting nor parsed (not even for its id).
-            self._counts["refused_oversized"] += 1
-            too_big = f"command is {size} bytes; at most {MAX_PAYLOAD_BYTES}"
-            log.info("MQTT: refused a command: %s", too_big)
-            self._reply(error_reply(None, None, too_big), response_topic, correlation)
-            return
-        if not payload:
-            # How a user clears a retained message at the broker: nothing to carry out,
-            # and nothing wrong to answer.
-            return
-        if message.retain:
-            # The broker keeps a retained command and hands it to every hub that connects,
-            # long after it was meant: a stop_session once ended a session started later.
-            self._counts["refused_retained"] += 1
-            refusal = (
-                "refused: the command was sent with the retain flag, so the broker would "
-                "hand it to this hub again on every connection; send commands without "
-                f"retain, and clear this one by publishing an empty retained message to "
-                f"{self.topics.commands}"
-            )
-            log.warning("MQTT: refused a retained command (%d bytes)", len(payload))
-            self._reply(error_reply(*reply_ids(payload), refusal), response_topic, correlation)
-            return
+    def _on_message(self, message: MQTTMessage) -> None:
+        """Take one message as it is read: discovery's birth message, or a command."""
         try:
-            self._commands.put_nowait((payload, response_topic, correlation))
-        except asyncio.QueueFull:
-            command_id, name = reply_ids(payload)
-            busy = f"busy: {MAX_PENDING_COMMANDS} commands are waiting; send it again later"
-            self._reply(error_reply(command_id, name, busy), response_topic, correlation)
+            topic = message.topic
+        except UnicodeDecodeError:
+            return  # no topic of ours
+        if self._discovery is not None and topic == self._discovery.birth_topic:
+            if message.payload.strip() == b"online":
+                log.info("MQTT: Home Assistant is online; sending discovery again")
+                self._mark_retained_dirty(discovery_only=True)
+        elif topic == self.topics.commands:
+            self._intake.take(message)
 
     async def _command_worker(self) -> None:
         """Carry out commands one at a time, in the order they came."""
         while True:
-            payload, response_topic, correlation = await self._commands.get()
+            payload, response_topic, correlation = await self._intake.next()
             self._counts["commands"] += 1
             reply = await self._carry_out(payload)
             self._reply(reply, response_topic, correlation)
@@ -756,6 +724,15 @@ class MqttPublisher:
             self._counts["dropped_replies"] += 1
         self._replies.append((_json(reply, default=str), response_topic, correlation))
         self._replies_ready.set()
+
+    def _reply_refusal(
+        self, reply: Mapping[str, Any], response_topic: str | None, correlation: bytes | None
+    ) -> None:
+        """Answer a command refused as it arrived, unless refusals already fill their half."""
+        if len(self._replies) >= REFUSAL_REPLIES_AT_MOST:
+            self._counts["unanswered_refusals"] += 1
+            return
+        self._reply(reply, response_topic, correlation)
 
 
 def _json(obj: Mapping[str, Any], *, default: Callable[[Any], Any] | None = None) -> bytes:
