@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import signal
@@ -10,12 +11,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from firmware_protocol.virtual.emulator import Emulator
 from firmware_protocol.virtual.scenario import Scenario
+from sensorhub.analysis.orientation import OrientationTracker
+from sensorhub.bench.breakdown import PARTS, Breakdown
 from sensorhub.bench.latency import latency_scenario
-from sensorhub.bench.pipeline import make_frames, run_pipeline
-from sensorhub.bench.report import summarise
+from sensorhub.bench.pipeline import PipelineResult, make_frames, measure_pipeline, run_pipeline
+from sensorhub.bench.report import render, summarise
 from sensorhub.bench.scale import (
     SATURATED_PCT,
     ProcessSample,
@@ -45,6 +49,62 @@ def test_the_pipeline_finds_the_reps_of_the_frames_it_is_timed_on() -> None:
     assert events["tilt"] > 0
     # Many frames per call give the same reps: only the cost per call differs.
     assert run_pipeline(stream, frames_per_call=10)["rep"] == 3
+
+
+def test_the_breakdown_times_every_part_and_adds_up_to_the_frame() -> None:
+    stream = make_frames(latency_scenario(sets=1, reps=3))
+    ahrs_update = vars(OrientationTracker)["update"]
+    result = measure_pipeline(stream, repeats=1)
+    breakdown, whole_us = result.breakdown, result.per_frame_us
+    assert list(breakdown.us_per_frame) == list(PARTS)
+    assert {"decode", "clock", "tilt.ahrs", "velocity.ahrs", "reps", "records"} <= set(PARTS)
+    # Every part ran and took time: a hook that no longer meets the code shows as 0 calls.
+    assert all(breakdown.calls_per_frame[part] > 0 for part in PARTS)
+    assert all(breakdown.us_per_frame[part] > 0 for part in PARTS)
+    # Frames alternate between the two sensors: each AHRS sees about every other one.
+    assert 0.4 < breakdown.calls_per_frame["tilt.ahrs"] < 0.6
+    assert breakdown.calls_per_frame["decode"] == 1.0
+    # Nothing counted twice, nothing big left out: the parts make up the frame's time.
+    assert 0.7 * whole_us < breakdown.total_us < 1.3 * whole_us
+    assert vars(OrientationTracker)["update"] is ahrs_update  # the timers are gone
+
+
+def test_the_breakdown_is_in_the_json_and_the_text() -> None:
+    share = 50.0
+    result = PipelineResult(
+        pipeline_samples_per_s=20_000.0,
+        imufusion_samples_per_s=400_000.0,
+        imufusion_with_outputs_samples_per_s=350_000.0,
+        coalesced_samples_per_s=60_000.0,
+        per_frame_us=1000.0,
+        per_call_us=500.0,
+        per_sample_us=25.0,
+        samples_per_frame=19.0,
+        samples=1900,
+        frames=100,
+        repeats=1,
+        events={},
+        scenario="hip_thrust",
+        breakdown=Breakdown(dict.fromkeys(PARTS, share), dict.fromkeys(PARTS, 0.5)),
+    )
+    summary = summarise(
+        pipeline=result,
+        latency=None,
+        scale={},
+        broker=None,
+        machine={"cores": 2, "python": "3", "platform": "p", "load_average_1m": 0.0},
+        duration_s=1.0,
+    )
+    assert summary["pipeline"]["breakdown"] == dict.fromkeys(PARTS, share)
+    assert summary["pipeline"]["breakdown_calls_per_frame"]["reps"] == 0.5
+    out = io.StringIO()
+    render(summary, Console(file=out, width=120))
+    text = out.getvalue()
+    assert "where a frame's CPU time goes (1000 µs per frame)" in text
+    assert "proxy_filter" in text
+    assert "velocity" in text
+    steps = sum(part.startswith("velocity.") for part in PARTS)
+    assert f"{share * steps:.1f}" in text  # the velocity estimator's steps, added up
 
 
 def test_proc_readings_of_this_process() -> None:
@@ -126,6 +186,8 @@ async def test_bench_quick_json_has_every_figure() -> None:
     ratio = result["pipeline_samples_per_s"] / result["imufusion_samples_per_s"]
     assert result["pipeline_to_imufusion_ratio"] == pytest.approx(ratio, abs=0.002)
     assert result["latency"]["rep"]["count"] == 3  # every rep of the scenario was heard
+    assert list(result["pipeline"]["breakdown"]) == list(PARTS)
+    assert result["pipeline"]["per_frame_us"] > 0
     hub = result["1"]
     assert 0 < hub["cpu_pct"] < 200
     assert 10 < hub["rss_mb"] < 2000

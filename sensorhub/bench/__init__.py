@@ -4,7 +4,8 @@ Three measurements, taken side by side in one run so that their ratios hold what
 else the machine is doing:
 
 - :mod:`~sensorhub.bench.pipeline`: IMU samples per second per core from frame bytes to
-  records, against imufusion's AHRS alone on the same samples;
+  records, against imufusion's AHRS alone on the same samples, and
+  :mod:`~sensorhub.bench.breakdown`: what each part of it costs per frame;
 - :mod:`~sensorhub.bench.latency`: notification arrival at the hub to the event at a
   subscriber of a real broker, p50 and p99;
 - :mod:`~sensorhub.bench.scale`: the hub process with 1, 10, 40 … sensors at 200 Hz, its

@@ -2,9 +2,11 @@
 
 Realistic frames come from the virtual sensor models (a hip-thrust scenario, a bar and
 a pelvis IMU at 200 Hz, quantised into :class:`ImuDataFrame` bytes as the firmware sends
-them). The pipeline is timed from those bytes: ``decode`` → per-sample hub times →
-:meth:`AthleteAnalyzer.feed_imu` (fusion, tilt, velocity, reps, sets) → the record each
-event becomes. The reference is imufusion's AHRS on the very same samples, called as
+them). The pipeline is timed from those bytes: ``decode`` and scaling to SI
+(:func:`decode_imu`) → per-sample hub times as the link maps them (:class:`FrameClock`)
+→ :meth:`AthleteAnalyzer.feed_imu` (fusion, tilt, velocity, reps, sets) → the record
+each event becomes (:mod:`sensorhub.bench.breakdown` times each of those parts). The
+reference is imufusion's AHRS on the very same samples, called as
 :class:`~sensorhub.analysis.orientation.OrientationTracker` calls it, in the same run:
 how fast the machine is at that moment cancels out of the ratio.
 
@@ -33,9 +35,22 @@ from firmware_protocol.virtual.motion import Trajectory
 from firmware_protocol.virtual.scenario import Scenario
 from sensorhub.analysis.athlete import AthleteAnalyzer, Role
 from sensorhub.analysis.orientation import FusionSettings, G
+from sensorhub.bench.breakdown import Breakdown, median_breakdown, run_breakdown
+from sensorhub.ble.accounting import StreamAccounting
+from sensorhub.ble.clock import SensorClock
 from sensorhub.records import WallClock, event_record
 
-__all__ = ["FrameStream", "PipelineResult", "make_frames", "measure_pipeline"]
+__all__ = [
+    "FrameClock",
+    "FrameStream",
+    "PipelineResult",
+    "decode_imu",
+    "make_frames",
+    "measure_pipeline",
+    "run_pipeline",
+]
+
+FloatArray = npt.NDArray[np.float64]
 
 RATE_HZ: Final = 200
 ACCEL_RANGE_G: Final = 16
@@ -72,6 +87,8 @@ class PipelineResult:
     """imufusion's update plus reading the quaternion and earth acceleration back."""
     coalesced_samples_per_s: float
     """The pipeline handed :data:`COALESCED_FRAMES` frames of a sensor per call."""
+    per_frame_us: float
+    """CPU time per frame, one frame per call (µs)."""
     per_call_us: float
     """CPU time per call into the analysis, whatever its size (µs)."""
     per_sample_us: float
@@ -82,6 +99,8 @@ class PipelineResult:
     repeats: int
     events: dict[str, int]
     scenario: str
+    breakdown: Breakdown
+    """CPU time per frame of each part (:mod:`~sensorhub.bench.breakdown`), medians."""
 
     @property
     def ratio(self) -> float:
@@ -99,6 +118,7 @@ class PipelineResult:
             "pipeline_to_imufusion_ratio": round(self.ratio, 3),
             "coalesced_samples_per_s": round(self.coalesced_samples_per_s),
             "coalesced_frames_per_call": COALESCED_FRAMES,
+            "per_frame_us": round(self.per_frame_us, 1),
             "per_call_us": round(self.per_call_us, 1),
             "per_sample_us": round(self.per_sample_us, 2),
             "samples_per_frame": round(self.samples_per_frame, 1),
@@ -107,6 +127,10 @@ class PipelineResult:
             "repeats": self.repeats,
             "events": self.events,
             "scenario": self.scenario,
+            "breakdown": {part: round(us, 1) for part, us in self.breakdown.us_per_frame.items()},
+            "breakdown_calls_per_frame": {
+                part: round(calls, 3) for part, calls in self.breakdown.calls_per_frame.items()
+            },
         }
 
 
@@ -155,6 +179,33 @@ def _sample_count(data: bytes) -> int:
     return (len(data) - DATA_HEADER.size) // _SAMPLE_BYTES
 
 
+def decode_imu(data: bytes) -> tuple[ImuDataFrame, FloatArray, FloatArray]:
+    """An IMU data frame's bytes as the link decodes them: the frame, accel m/s², gyro rad/s."""
+    frame = decode(data)
+    assert isinstance(frame, ImuDataFrame)
+    return frame, frame.accel, frame.gyro
+
+
+class FrameClock:
+    """One sensor's frames to per-sample hub times, as :class:`~sensorhub.ble.link.SensorLink`
+    maps them: loss accounting, the u32 clock unwrapped, the clock fit's line.
+
+    The fit is synced once, at sensor time 0 = hub time 0, so the hub times are the
+    sensor's; what the link pays per frame is the same.
+    """
+
+    def __init__(self) -> None:
+        self.accounting = StreamAccounting()
+        self.clock = SensorClock()
+        self.clock.add_sync(0.0, 0.0, 0)
+
+    def hub_times(self, frame: ImuDataFrame) -> FloatArray:
+        """Hub time of each sample of ``frame`` (n,) s."""
+        self.accounting.observe(frame.seq, frame.timestamp_us, frame.interval_us, frame.count)
+        start_us = self.clock.unwrap(frame.timestamp_us)
+        return self.clock.to_hub(start_us + frame.sample_offsets_us)
+
+
 def run_pipeline(stream: FrameStream, *, frames_per_call: int = 1) -> dict[str, int]:
     """Push every frame through decode, the analysis and the records; count events by type.
 
@@ -169,25 +220,22 @@ def run_pipeline(stream: FrameStream, *, frames_per_call: int = 1) -> dict[str, 
     )
     clock = WallClock(0.0)
     counts: dict[str, int] = {}
-    interval_s = 1.0 / RATE_HZ
-    waiting: dict[Role, list[ImuDataFrame]] = {"bar": [], "pelvis": []}
+    clocks: dict[Role, FrameClock] = {"bar": FrameClock(), "pelvis": FrameClock()}
+    waiting: dict[Role, list[tuple[FloatArray, FloatArray, FloatArray]]] = {
+        "bar": [],
+        "pelvis": [],
+    }
     for role, data, _ in stream.frames:
-        frame = decode(data)
-        assert isinstance(frame, ImuDataFrame)
+        frame, accel, gyro = decode_imu(data)
         held = waiting[role]
-        held.append(frame)
+        held.append((clocks[role].hub_times(frame), accel, gyro))
         if len(held) < frames_per_call:
             continue
         waiting[role] = []
-        # The hub maps the sensor clock in the link; a linear map is what that costs.
         if len(held) == 1:
-            t = np.arange(frame.count, dtype=np.float64) * interval_s + frame.timestamp_us * 1e-6
-            accel, gyro = frame.accel, frame.gyro
+            t, accel, gyro = held[0]
         else:
-            count = sum(f.count for f in held)
-            t = np.arange(count, dtype=np.float64) * interval_s + held[0].timestamp_us * 1e-6
-            accel = np.concatenate([f.accel for f in held])
-            gyro = np.concatenate([f.gyro for f in held])
+            t, accel, gyro = (np.concatenate(columns) for columns in zip(*held, strict=True))
         for event in analyzer.feed_imu(role, t, accel, gyro):
             kind = event_record(event, clock)["type"]
             counts[kind] = counts.get(kind, 0) + 1
@@ -258,13 +306,14 @@ def _cpu_seconds(work: Callable[[], object]) -> float:
 
 
 def measure_pipeline(stream: FrameStream, *, repeats: int = 5) -> PipelineResult:
-    """Time the pipeline and imufusion alone on ``stream``, interleaved; medians of repeats."""
+    """Time the pipeline, imufusion alone and each part on ``stream``, interleaved; medians."""
     if repeats < 1:
         raise ValueError(f"repeats = {repeats}: give at least 1")
     arrays = _imu_arrays(stream)
     events = run_pipeline(stream)  # warm-up: imports, caches, first-call costs
     run_imufusion(arrays)
     pipeline, alone, with_outputs, coalesced = [], [], [], []
+    parts: list[Breakdown] = []
     for _ in range(repeats):
         # Interleaved, so a slow moment of the machine hits both sides alike.
         pipeline.append(_cpu_seconds(lambda: run_pipeline(stream)))
@@ -273,6 +322,7 @@ def measure_pipeline(stream: FrameStream, *, repeats: int = 5) -> PipelineResult
         coalesced.append(
             _cpu_seconds(lambda: run_pipeline(stream, frames_per_call=COALESCED_FRAMES))
         )
+        parts.append(run_breakdown(lambda: run_pipeline(stream), len(stream.frames)))
     n = stream.samples
     per_frame = n / len(stream.frames)
     # Cost per call = fixed + per sample: two batch sizes give both.
@@ -284,6 +334,7 @@ def measure_pipeline(stream: FrameStream, *, repeats: int = 5) -> PipelineResult
         imufusion_samples_per_s=n / statistics.median(alone),
         imufusion_with_outputs_samples_per_s=n / statistics.median(with_outputs),
         coalesced_samples_per_s=n / statistics.median(coalesced),
+        per_frame_us=frame_s * 1e6,
         per_call_us=max(0.0, frame_s - per_sample_s * per_frame) * 1e6,
         per_sample_us=per_sample_s * 1e6,
         samples_per_frame=per_frame,
@@ -292,4 +343,5 @@ def measure_pipeline(stream: FrameStream, *, repeats: int = 5) -> PipelineResult
         repeats=repeats,
         events=dict(sorted(events.items())),
         scenario=stream.scenario,
+        breakdown=median_breakdown(parts),
     )

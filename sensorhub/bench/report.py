@@ -3,7 +3,10 @@
 Keys of the object ``sensorhub bench --json`` prints:
 
 - ``pipeline_samples_per_s``, ``imufusion_samples_per_s``,
-  ``pipeline_to_imufusion_ratio``: per core, medians (``pipeline`` has the details);
+  ``pipeline_to_imufusion_ratio``: per core, medians (``pipeline`` has the details,
+  ``pipeline.breakdown`` the CPU time per frame of each part of the hot path, µs, and
+  ``pipeline.breakdown_calls_per_frame`` how often each part runs:
+  :mod:`~sensorhub.bench.breakdown`);
 - ``rep_latency_p50_ms``, ``rep_latency_p99_ms``, ``tilt_latency_p50_ms``,
   ``tilt_latency_p99_ms`` (``latency`` has counts, maxima and velocity updates);
 - per sensor count, at the top level keyed by the count as a string (``"1"``, ``"10"``,
@@ -184,6 +187,8 @@ def render(result: dict[str, Any], console: Console) -> None:
         (f"{_fmt(result['tilt_latency_p50_ms'])} / {_fmt(result['tilt_latency_p99_ms'])}"),
     )
     console.print(figures)
+    if pipeline.get("breakdown"):
+        console.print(_breakdown_table(pipeline))
 
     if result["scale"]:
         hub = Table(title="the hub process (sensors at 200 Hz)", title_justify="left")
@@ -226,3 +231,35 @@ def render(result: dict[str, Any], console: Console) -> None:
         f"load {machine['load_average_1m']} at the start; broker: {result['broker']}; "
         f"took {result['duration_s']:.0f} s[/]"
     )
+
+
+def _breakdown_table(pipeline: dict[str, Any]) -> Table:
+    """Where a frame's CPU time goes, part by part, with each group's subtotal."""
+    parts: dict[str, float] = pipeline["breakdown"]
+    calls: dict[str, float] = pipeline["breakdown_calls_per_frame"]
+    whole = pipeline["per_frame_us"]
+    table = Table(
+        title=f"where a frame's CPU time goes ({whole:.0f} µs per frame)", title_justify="left"
+    )
+    for column in ("part", "µs per frame", "share", "calls per frame"):
+        table.add_column(column, justify="left" if column == "part" else "right")
+    groups: dict[str, float] = {}
+    for part, us in parts.items():
+        group, _, _ = part.partition(".")
+        groups[group] = groups.get(group, 0.0) + us
+    shown: set[str] = set()
+    for part, us in parts.items():
+        group, _, step = part.partition(".")
+        if step and group not in shown:
+            shown.add(group)
+            table.add_row(f"[bold]{group}[/]", f"{groups[group]:.1f}", _share(groups[group], whole))
+        table.add_row(
+            f"  {step}" if step else part, f"{us:.1f}", _share(us, whole), f"{calls[part]:.2f}"
+        )
+    total = sum(parts.values())
+    table.add_row("[dim]the parts added up[/]", f"{total:.1f}", _share(total, whole))
+    return table
+
+
+def _share(us: float, whole: float) -> str:
+    return f"{100.0 * us / whole:.1f} %" if whole > 0 else "—"
