@@ -99,3 +99,28 @@ async def test_unsupported_hci_moniker_is_a_clear_error(moniker: str) -> None:
     _, stderr = await process.communicate()
     assert process.returncode == 2
     assert b"tcp-server:HOST:PORT" in stderr
+
+
+@pytest.mark.parametrize("duration", ["-5", "nan", "inf"])
+async def test_a_duration_that_is_no_time_is_refused_at_once(duration: str) -> None:
+    # A negative one was taken as "until interrupted": the emulator ran on for ever.
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "sensorhub",
+        "emulate",
+        "--hci",
+        "tcp-server:127.0.0.1:0",
+        "--duration",
+        duration,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(30):
+            _, stderr = await process.communicate()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == 2
+    assert f"argument --duration: '{duration}' is not a number of seconds".encode() in stderr

@@ -54,7 +54,7 @@ def add_parser(commands: Any) -> None:
     )
     parser.add_argument(
         "--duration",
-        type=float,
+        type=seconds_or_zero,
         default=0.0,
         help="seconds to run, then exit (default: until interrupted)",
     )
