@@ -18,30 +18,60 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from sensorhub.analysis.tilt import ANTERIOR_TILT_LIMIT_DEG
 from sensorhub.records import Record
 
 __all__ = ["LiveView", "PlainView", "tilt_gauge"]
 
-GAUGE_RANGE_DEG: Final = 15.0
+GAUGE_RANGE_DEG: Final = 30.0
+"""The gauge spans this far either side of neutral: a hip thrust's bottom and a rest on
+the bench (about 25° anterior) stay on it, not pinned to its end."""
 GAUGE_WIDTH: Final = 31
+VERDICT_STYLES: Final = {"ok": "bold green", "anterior_tilt": "bold red", "large_range": "bold red"}
 
 
-def tilt_gauge(tilt_deg: float | None, *, width: int = GAUGE_WIDTH) -> Text:
-    """A one-line gauge: anterior tilt on the left, posterior on the right, neutral mid."""
+def tilt_gauge(
+    tilt_deg: float | None,
+    *,
+    lockout_deg: float | None = None,
+    verdict: str | None = None,
+    width: int = GAUGE_WIDTH,
+) -> Text:
+    """A one-line gauge: anterior tilt on the left, posterior on the right, neutral mid.
+
+    The live tilt moves through the whole rep, and anterior of neutral at every bottom
+    and rest, so its dot is never a warning; what is judged is the lockout. The gauge
+    marks the lockout limit (:data:`ANTERIOR_TILT_LIMIT_DEG` anterior, ``╎``) and, once
+    a rep is in, says the last rep's lockout tilt and verdict, coloured by the verdict.
+    """
     cells = ["─"] * width
     mid = width // 2
     cells[mid] = "┼"
+    cells[_cell(-ANTERIOR_TILT_LIMIT_DEG, mid)] = "╎"
     text = Text("ant ")
     if tilt_deg is None:
         text.append("".join(cells), style="dim")
-        return text.append(" post   --.-°")
+        text.append(" post   --.-°")
+    else:
+        pos = _cell(tilt_deg, mid)
+        text.append("".join(cells[:pos]))
+        text.append("●", style="bold cyan")
+        text.append("".join(cells[pos + 1 :]))
+        text.append(f" post {tilt_deg:+6.1f}°")
+    if lockout_deg is not None:
+        text.append(" · last lockout ")
+        text.append(
+            f"{lockout_deg:+.1f}° {verdict or ''}".rstrip(),
+            style=VERDICT_STYLES.get(verdict or "", ""),
+        )
+        text.append(f" (limit {-ANTERIOR_TILT_LIMIT_DEG:+g}°)", style="dim")
+    return text
+
+
+def _cell(tilt_deg: float, mid: int) -> int:
+    """The gauge's cell for a tilt, clipped to its ends."""
     clipped = max(-GAUGE_RANGE_DEG, min(GAUGE_RANGE_DEG, tilt_deg))
-    pos = round(mid + clipped / GAUGE_RANGE_DEG * mid)
-    style = "bold red" if tilt_deg < -5 else "bold green" if tilt_deg > 0 else "bold yellow"
-    text.append("".join(cells[:pos]))
-    text.append("●", style=style)
-    text.append("".join(cells[pos + 1 :]))
-    return text.append(f" post {tilt_deg:+6.1f}°", style=style)
+    return round(mid + clipped / GAUGE_RANGE_DEG * mid)
 
 
 def _fmt(value: Any, spec: str, missing: str = "–") -> str:
@@ -183,7 +213,13 @@ class LiveView:
             f"set {state.set_index} · {len(full)} reps · velocity loss {_fmt(loss, '.0f')} % · "
             f"bar {_fmt(state.velocity_mps, '+.2f')} m/s"
         )
-        body = Group(summary, tilt_gauge(state.tilt_deg), reps)
+        judged = next((r for r in reversed(state.reps) if r["tilt_lockout_deg"] is not None), None)
+        gauge = tilt_gauge(
+            state.tilt_deg,
+            lockout_deg=None if judged is None else judged["tilt_lockout_deg"],
+            verdict=None if judged is None else judged["tilt_verdict"],
+        )
+        body = Group(summary, gauge, reps)
         return Panel(body, title=f"{name} · {state.exercise or 'waiting for the first rep'}")
 
 

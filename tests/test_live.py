@@ -6,6 +6,7 @@ import io
 from typing import Any
 
 from rich.console import Console
+from rich.text import Text
 
 from sensorhub.live import LiveView, PlainView, tilt_gauge
 
@@ -93,6 +94,40 @@ def test_tilt_gauge_marks_the_side_and_clips() -> None:
     assert left.index("●") < right.index("●")
     assert "-40.0°" in left
     assert "+40.0°" in right
+
+
+def dot_style(gauge: Text) -> str:
+    (span,) = [s for s in gauge.spans if gauge.plain[s.start : s.end] == "●"]
+    return str(span.style)
+
+
+def test_tilt_gauge_fits_a_hip_thrust_and_judges_only_the_lockout() -> None:
+    # Through every bottom and rest the pelvis is some 25° anterior: on the scale, not
+    # pinned to its end, and not red (the gauge used to sit red at "anterior" all set).
+    bottom, rest = tilt_gauge(-20.0), tilt_gauge(-26.0)
+    assert 0 < rest.plain.index("●") < bottom.plain.index("●")
+    for tilt in (-26.0, -8.0, 0.0, 6.0):
+        assert "red" not in dot_style(tilt_gauge(tilt))
+    # The lockout limit is marked between neutral and the anterior end.
+    plain = tilt_gauge(0.0).plain
+    assert rest.plain.index("●") < plain.index("╎") < plain.index("●")
+    assert tilt_gauge(-20.0).plain.index("╎") == plain.index("╎")
+    # The last rep's lockout carries the verdict and its colour.
+    bad = tilt_gauge(-20.0, lockout_deg=-7.2, verdict="anterior_tilt")
+    good = tilt_gauge(-20.0, lockout_deg=1.2, verdict="ok")
+    assert "last lockout -7.2° anterior_tilt (limit -5°)" in bad.plain
+    assert "last lockout +1.2° ok" in good.plain
+    assert any("red" in str(s.style) for s in bad.spans)
+    assert not any("red" in str(s.style) for s in good.spans)
+
+
+def test_the_live_view_shows_the_last_judged_lockout() -> None:
+    view = LiveView()
+    view.on_record({"type": "tilt", "athlete": "Ada", "tilt_deg": -22.0})
+    assert "last lockout" not in render(view)
+    view.on_record(rep(1, 0.8, tilt=-6.5))
+    view.on_record(rep(2, 0.7, tilt=2.0))
+    assert "last lockout +2.0° ok" in render(view)
 
 
 def test_plain_view_prints_one_line_per_event() -> None:
