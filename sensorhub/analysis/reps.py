@@ -564,10 +564,11 @@ class RepDetector:
     def _on_phase(self, phase: _Phase) -> list[Rep]:
         lim = self.limits
         reps: list[Rep] = []
-        if phase.travel < 0.5 * lim.min_rom_m:
+        if phase.travel < 0.5 * lim.min_rom_m or phase.peak < 0.5 * MIN_PEAK_MPS:
             # A wobble or a settle between the phases of a rep (the bar finding its
-            # lockout, a stop half-way): too small to be a phase of any rep, so it
-            # leaves the phase waiting for its other half where it is.
+            # lockout, a stop half-way, the drift of a hold): too small or too slow to
+            # be a phase of any rep, so it leaves the phase waiting for its other half
+            # where it is.
             self._wobbled = True
             return reps
         phase = self._resume(phase)
