@@ -171,6 +171,7 @@ class Service:
                     reconnect_delay_s=self._mqtt_reconnect_delay_s,
                 )
             )
+            self._announce_cut_off()
             self.hub = await self._stack.enter_async_context(
                 Hub(
                     self._radio,
@@ -267,6 +268,35 @@ class Service:
         self.publisher.set_hub_info(session_id=None)
         log.info("session %d stopped: %d sets, %d reps", session.id, session.sets, session.reps)
         return session
+
+    def _announce_cut_off(self) -> None:
+        """Say on the events topic which sessions a crash ended: found when the store
+        opened, each with what it holds (the sets and whole reps recorded before)."""
+        if not self.store.cut_off:
+            return
+        listed = {s["id"]: s for s in self.store.sessions()}
+        for session_id in self.store.cut_off:
+            found = listed[session_id]
+            t = time.time()
+            self.publisher.publish_record(
+                {
+                    "type": "session",
+                    "ts": iso(t),
+                    "t": round(t, 3),
+                    "event": "interrupted",
+                    "session_id": session_id,
+                    "athletes": sorted(found["athletes"]),
+                    "sets": found["sets"],
+                    "reps": found["reps"],
+                }
+            )
+            log.warning(
+                "session %d was cut off (the hub stopped without ending it): "
+                "%d sets and %d reps were recorded before",
+                session_id,
+                found["sets"],
+                found["reps"],
+            )
 
     def _publish_session(self, what: str) -> None:
         assert self.session is not None

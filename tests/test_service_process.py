@@ -19,7 +19,7 @@ import pytest
 from sensorhub.store import SessionStore
 from tests.mosquitto import Mosquitto
 from tests.processes import emulate
-from tests.service_helpers import subscriber
+from tests.service_helpers import subscriber, validate
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -133,6 +133,16 @@ async def test_sigkill_mid_session_loses_at_most_the_last_second(tmp_path: Path)
                 60,
                 "a new session after the restart",
             )
+            # ... and says, once, which session the crash ended and what it holds.
+            cut_off = [
+                e
+                for e in sub.json_on("sensorhub/gym/events")
+                if e.get("type") == "session" and e["event"] == "interrupted"
+            ]
+            assert [(e["session_id"], e["athletes"]) for e in cut_off] == [(session_id, ["Ada"])]
+            assert cut_off[0]["reps"] == listed[session_id]["reps"] >= 3
+            assert cut_off[0]["sets"] == listed[session_id]["sets"]
+            validate(cut_off[0], "session")
             await sub.wait_for(
                 lambda _: (
                     len(sub.on("/athletes/ada/tilt")) > 0

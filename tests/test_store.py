@@ -268,9 +268,13 @@ def test_a_killed_writer_loses_at_most_the_last_second(tmp_path: Path) -> None:
     conn.close()
     # The next writer marks the cut-off session for good; it still reads whole.
     writer = SessionStore(path)
+    assert writer.cut_off == (1,)  # for the hub to announce, once
     assert writer.sessions()[0]["interrupted"] is True
     assert len(list(writer.raw_batches(1))) == len(kept)
     writer.close()
+    again = SessionStore(path)
+    assert again.cut_off == ()
+    again.close()
 
 
 def _without_write_permission() -> list[str]:

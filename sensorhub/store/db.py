@@ -107,6 +107,8 @@ class SessionStore:
         self._held: list[tuple[Any, ...]] | None = None  # frames waiting for a checkpoint
         self._held_since = 0.0
         self._closed = False
+        self.cut_off: tuple[int, ...] = ()
+        """Sessions this writer found cut off by a crash when it opened the store."""
         self._conn = self._open_readonly() if readonly else self._open_writer()
 
     @staticmethod
@@ -145,6 +147,13 @@ class SessionStore:
                 conn.execute("PRAGMA foreign_keys = ON")
                 self._migrate(conn)
                 # Whoever held the lock before us is gone: its open sessions were cut off.
+                self.cut_off = tuple(
+                    int(row[0])
+                    for row in conn.execute(
+                        "SELECT id FROM sessions WHERE ended IS NULL AND NOT interrupted "
+                        "ORDER BY id"
+                    )
+                )
                 conn.execute("UPDATE sessions SET interrupted = 1 WHERE ended IS NULL")
             except BaseException:
                 conn.close()
