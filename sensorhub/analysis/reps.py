@@ -112,9 +112,11 @@ class ExerciseLimits:
 # Ranges of motion: the scenario limits widened a little (partial reps reach down to 30 %
 # of a full one; a bodyweight thrust can rise 5 cm when partial).
 EXERCISE_LIMITS: Final[dict[str, ExerciseLimits]] = {
-    # A loaded bar does not walk: its hold needs neither a minimum nor rest in it (a
-    # real lifter's touch-and-go thrusts barely stop at the top, and the bar trembles).
-    "hip_thrust": ExerciseLimits(down_first=False, min_rom_m=0.035, max_rom_m=0.45),
+    # A thrust's hold at the top must be a rest: without it, the drift of a hold after a
+    # failed rep passed as a slow rep (a loaded bar does not walk, but it settles).
+    "hip_thrust": ExerciseLimits(
+        down_first=False, min_rom_m=0.035, max_rom_m=0.45, min_lockout_s=0.12, hold_needs_rest=True
+    ),
     "bodyweight_hip_thrust": ExerciseLimits(
         down_first=False, min_rom_m=0.035, max_rom_m=0.45, min_lockout_s=0.12, hold_needs_rest=True
     ),
@@ -564,11 +566,10 @@ class RepDetector:
     def _on_phase(self, phase: _Phase) -> list[Rep]:
         lim = self.limits
         reps: list[Rep] = []
-        if phase.travel < 0.5 * lim.min_rom_m or phase.peak < 0.5 * MIN_PEAK_MPS:
+        if phase.travel < 0.5 * lim.min_rom_m:
             # A wobble or a settle between the phases of a rep (the bar finding its
-            # lockout, a stop half-way, the drift of a hold): too small or too slow to
-            # be a phase of any rep, so it leaves the phase waiting for its other half
-            # where it is.
+            # lockout, a stop half-way): too small to be a phase of any rep, so it
+            # leaves the phase waiting for its other half where it is.
             self._wobbled = True
             return reps
         phase = self._resume(phase)
