@@ -20,7 +20,7 @@ import gc
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Protocol
@@ -277,18 +277,10 @@ class Service:
         listed = {s["id"]: s for s in self.store.sessions()}
         for session_id in self.store.cut_off:
             found = listed[session_id]
-            t = time.time()
             self.publisher.publish_record(
-                {
-                    "type": "session",
-                    "ts": iso(t),
-                    "t": round(t, 3),
-                    "event": "interrupted",
-                    "session_id": session_id,
-                    "athletes": sorted(found["athletes"]),
-                    "sets": found["sets"],
-                    "reps": found["reps"],
-                }
+                _session_record(
+                    "interrupted", session_id, found["athletes"], found["sets"], found["reps"]
+                )
             )
             log.warning(
                 "session %d was cut off (the hub stopped without ending it): "
@@ -299,18 +291,9 @@ class Service:
             )
 
     def _publish_session(self, what: str) -> None:
-        assert self.session is not None
-        t = time.time()
-        record: Record = {
-            "type": "session",
-            "ts": iso(t),
-            "t": round(t, 3),
-            "event": what,
-            "session_id": self.session.id,
-            "athletes": sorted(self.session.athletes),
-            "sets": self.session.sets,
-            "reps": self.session.reps,
-        }
+        session = self.session
+        assert session is not None
+        record = _session_record(what, session.id, session.athletes, session.sets, session.reps)
         self.publisher.publish_record(record)
         if self.view is not None:
             self.view.on_record(record)
@@ -608,3 +591,20 @@ def freeze_startup_heap() -> None:
     """
     gc.collect()
     gc.freeze()
+
+
+def _session_record(
+    event: str, session_id: int, athletes: Iterable[str], sets: int, reps: int
+) -> Record:
+    """A session event (``started``, ``stopped``, ``interrupted``) as published now."""
+    t = time.time()
+    return {
+        "type": "session",
+        "ts": iso(t),
+        "t": round(t, 3),
+        "event": event,
+        "session_id": session_id,
+        "athletes": sorted(athletes),
+        "sets": sets,
+        "reps": reps,
+    }

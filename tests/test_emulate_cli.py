@@ -68,52 +68,31 @@ async def test_hubs_one_after_another_and_at_once(tmp_path: Path) -> None:
 
 
 async def test_bad_scenario_is_a_clear_error() -> None:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "sensorhub",
-        "emulate",
-        "--scenario",
-        "no_such_exercise",
-        stderr=asyncio.subprocess.PIPE,
-    )
-    _, stderr = await process.communicate()
-    assert process.returncode == 2
+    code, stderr = await emulate_exits("--scenario", "no_such_exercise")
+    assert code == 2
     assert b"no_such_exercise" in stderr
     assert b"Traceback" not in stderr
 
 
 @pytest.mark.parametrize("moniker", ["usb:0", "tcp-server:nowhere"])
 async def test_unsupported_hci_moniker_is_a_clear_error(moniker: str) -> None:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "sensorhub",
-        "emulate",
-        "--hci",
-        moniker,
-        "--duration",
-        "1",
-        stderr=asyncio.subprocess.PIPE,
-    )
-    _, stderr = await process.communicate()
-    assert process.returncode == 2
+    code, stderr = await emulate_exits("--hci", moniker, "--duration", "1")
+    assert code == 2
     assert b"tcp-server:HOST:PORT" in stderr
 
 
 @pytest.mark.parametrize("duration", ["-5", "nan", "inf"])
 async def test_a_duration_that_is_no_time_is_refused_at_once(duration: str) -> None:
     # A negative one was taken as "until interrupted": the emulator ran on for ever.
+    code, stderr = await emulate_exits("--hci", "tcp-server:127.0.0.1:0", "--duration", duration)
+    assert code == 2
+    assert f"argument --duration: '{duration}' is not a number of seconds".encode() in stderr
+
+
+async def emulate_exits(*args: str) -> tuple[int, bytes]:
+    """``sensorhub emulate ARGS`` run to its exit (30 s at most): exit status, stderr."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "sensorhub",
-        "emulate",
-        "--hci",
-        "tcp-server:127.0.0.1:0",
-        "--duration",
-        duration,
-        stderr=asyncio.subprocess.PIPE,
+        sys.executable, "-m", "sensorhub", "emulate", *args, stderr=asyncio.subprocess.PIPE
     )
     try:
         async with asyncio.timeout(30):
@@ -122,5 +101,5 @@ async def test_a_duration_that_is_no_time_is_refused_at_once(duration: str) -> N
         if process.returncode is None:
             process.kill()
             await process.wait()
-    assert process.returncode == 2
-    assert f"argument --duration: '{duration}' is not a number of seconds".encode() in stderr
+    assert process.returncode is not None
+    return process.returncode, stderr

@@ -251,6 +251,14 @@ class _Candidate:
     up: _Phase
 
 
+def _in_scale_of(swing: float, rise: _Phase) -> float | None:
+    """A fall of the proxy by ``swing`` in metres of the rise after it (its travel per
+    unit of its swing); None unless both the fall and the rise's swing are real."""
+    if not (math.isfinite(swing) and swing > 0 and math.isfinite(rise.swing) and rise.swing > 0):
+        return None
+    return swing * rise.travel / rise.swing
+
+
 class RepDetector:
     """Streaming rep detection: feed :class:`VerticalMotion` pieces in time order.
 
@@ -541,8 +549,11 @@ class RepDetector:
         (t0, t1), (z0, z1) = times, heights
         inside = (t > t0) & (t < t1)
         vin = v[inside]
-        peak = float(np.max(np.abs(vin))) if len(vin) else 0.0
-        share = (float(t[inside][np.argmax(np.abs(vin))]) - t0) / (t1 - t0) if len(vin) else 0.5
+        peak, share = 0.0, 0.5
+        if len(vin):
+            fastest = int(np.argmax(np.abs(vin)))
+            peak = abs(float(vin[fastest]))
+            share = (float(t[inside][fastest]) - t0) / (t1 - t0)
         mpv = (z1 - z0) / (t1 - t0)
         power = None
         if up and len(vin) >= 2:
@@ -610,10 +621,9 @@ class RepDetector:
         scale of the rise after it; None where the proxy does not show one."""
         if before is None or not before.up or before.cut or up.cut:
             return None
-        swing = before.p1 - up.p0
-        if not (math.isfinite(swing) and swing > 0 and math.isfinite(up.swing) and up.swing > 0):
+        drop = _in_scale_of(before.p1 - up.p0, up)
+        if drop is None:
             return None
-        drop = swing * up.travel / up.swing
         return _Phase(
             False,
             before.t1,
@@ -632,11 +642,10 @@ class RepDetector:
         slow last part of a lowering, in the proxy but not the integral. The descent
         then reaches the rise, measured as :meth:`_lost_descent` measures; None where
         the proxy did not go on down."""
-        more = down.p1 - up.p0
-        total = down.p0 - up.p0
-        if not (math.isfinite(more) and more > 0 and math.isfinite(up.swing) and up.swing > 0):
+        more = _in_scale_of(down.p1 - up.p0, up)
+        if more is None:
             return None
-        drop = total * up.travel / up.swing
+        drop = (down.p0 - up.p0) * up.travel / up.swing
         return replace(down, t1=up.t0, z1=down.z0 - drop, p1=up.p0)
 
     def _retry_at_end(self, end: float) -> list[Rep]:
