@@ -11,6 +11,8 @@ import pytest
 from firmware_protocol.virtual.imu_model import ImuSimulator, random_mounting
 from firmware_protocol.virtual.motion import Trajectory
 from firmware_protocol.virtual.scenario import Scenario
+from sensorhub.analysis.athlete import AthleteAnalyzer
+from sensorhub.analysis.events import RepCompleted, SetCompleted
 from sensorhub.analysis.reps import Rep, detect_reps
 from sensorhub.analysis.sets import (
     DEFAULT_SET_GAP_S,
@@ -20,6 +22,7 @@ from sensorhub.analysis.sets import (
     group_sets,
 )
 from sensorhub.analysis.velocity import vertical_motion
+from tests.service_helpers import SET_GAP_S, short_scenario
 
 G = 9.80665
 
@@ -176,3 +179,63 @@ def test_random_sessions_with_the_default_gap(name: str, seed: int) -> None:
     for got, true in zip(sets, traj.truth.sets, strict=True):
         assert abs(got.rep_count - true.reps) <= 1
     assert [len(s.rest_pauses_s) for s in sets] == [len(s.rest_pauses) for s in traj.truth.sets]
+
+
+def _live_sets(
+    scenario: Scenario, *, set_gap_s: float, late_s: float, frames: int
+) -> tuple[list[int], int]:
+    """Play ``scenario`` from a bar IMU into the analysis frame by frame, as the hub does:
+    its clock ticks the analysis twice a second, the frames reach it ``late_s`` after
+    they were sampled, and the stream may stop after ``frames`` frames while the clock
+    goes on to the scenario's end. The set of each rep, the session's end included, and
+    how many sets closed before it ended."""
+    traj = Trajectory.from_scenario(scenario, 5)
+    rng = np.random.default_rng([5, 7])
+    rate = 200.0
+    t = np.arange(0.0, traj.duration_s, 1 / rate)
+    sim = ImuSimulator(traj, "bar", mounting=random_mounting(rng), rng=rng)
+    accel, gyro = sim.measure(t, accel_range_g=16, gyro_range_dps=2000, odr_hz=rate)
+    accel_si = accel.astype(np.float64) * (16 * G / 32768)
+    gyro_si = gyro.astype(np.float64) * (math.radians(2000) / 32768)
+    analyzer = AthleteAnalyzer(
+        "Ada", scenario.exercise, {"bar": rate}, load_kg=100.0, set_gap_s=set_gap_s
+    )
+    events = []
+    next_tick = 0.0
+    for i in range(0, min(len(t), frames * FRAME), FRAME):
+        window = slice(i, i + FRAME)
+        events += analyzer.feed_imu("bar", t[window], accel_si[window], gyro_si[window])
+        if t[window][-1] >= next_tick:
+            next_tick += 0.5
+            events += analyzer.tick(float(t[window][-1]) + late_s)
+    now = float(t[min(len(t), frames * FRAME) - 1]) + late_s
+    while now < traj.duration_s and frames * FRAME < len(t):  # the clock goes on
+        now += 0.5
+        events += analyzer.tick(now)
+    closed = sum(isinstance(e, SetCompleted) for e in events)
+    reps = [e.set_index for e in events + analyzer.flush() if isinstance(e, RepCompleted)]
+    return reps, closed
+
+
+FRAME = 19  # samples per BLE frame
+
+
+@pytest.mark.parametrize("late_s", [0.0, 1.5])
+def test_a_set_stays_open_for_the_rep_the_analysis_has_not_judged_yet(late_s: float) -> None:
+    # Reps 2.3 s apart and a 6 s gap: a rep is known about 3 s after it ends, so a set
+    # closed by the clock alone shut out the next rep as soon as frames came late.
+    scenario = short_scenario(sets=2, reps=3)
+    sets, closed = _live_sets(scenario, set_gap_s=SET_GAP_S, late_s=late_s, frames=10**9)
+    assert sets == [1, 1, 1, 2, 2, 2]
+    assert closed == 1
+
+
+def test_a_set_still_closes_when_the_stream_stops() -> None:
+    scenario = short_scenario(sets=2, reps=3)
+    # The stream stops in the second set's rest: the first set closes on the clock, and
+    # what is left in flight comes out when the session ends.
+    seconds = scenario.calibration_s + 3.0 + 3 * 2.3 + 5.0
+    frames = int(seconds * 200 / FRAME)
+    sets, closed = _live_sets(scenario, set_gap_s=SET_GAP_S, late_s=0.0, frames=frames)
+    assert sets == [1, 1, 1]
+    assert closed == 1

@@ -167,6 +167,7 @@ class AthleteAnalyzer:
         self._last_tilt_update = -np.inf
         self._pending: list[Rep] = []
         self._now = -np.inf
+        self._lift_until = -np.inf  # the lifted body's newest sample, s
         self._set_index = 1
         self._rep_in_set = 0
 
@@ -217,6 +218,7 @@ class AthleteAnalyzer:
         if role == "pelvis" and self._tilt is not None:
             events += self._on_tilt(t, self._tilt.update(t, accel, gyro))
         if role == self._lift_role and self._velocity is not None:
+            self._lift_until = float(t[-1])
             motion = self._velocity.update(t, accel, gyro)
             events += self._on_reps(self._detector.update(motion))
             if (live := self._velocity.live()) is not None:
@@ -231,6 +233,7 @@ class AthleteAnalyzer:
         if len(t) == 0 or self._lift_role != "bar_velocity":
             return []
         self._now = max(self._now, float(t[-1]))
+        self._lift_until = float(t[-1])
         motion = transducer_motion(t, position, velocity)
         events = self._on_reps(self._detector.update(motion))
         events += self._on_velocity(
@@ -239,12 +242,35 @@ class AthleteAnalyzer:
         return events + self._release_pending()
 
     def tick(self, now: float) -> list[Event]:
-        """Let time pass without data: a set ends once the rest after it is long enough."""
+        """Let time pass without data: a set ends once the rest after it is long enough.
+
+        Long enough in what the analysis has judged, not only by the clock: a rep is known
+        seconds after it ends, and a set closed by the clock alone would shut out the rep
+        in flight (see :meth:`_judged_until`).
+        """
         self._now = max(self._now, now)
         events: list[Event] = list(self._release_pending())
-        for summary in self._sets.tick(now):
+        for summary in self._sets.tick(self._judged_until(now)):
             events += self._set_done(summary)
         return events
+
+    def _judged_until(self, now: float) -> float:
+        """The time (s) before which no rep is still to come.
+
+        While the lifted body's stream flows, that is where the detector's undecided
+        phases start (or a rep waits for its tilt), and never more than the longest
+        rep before the newest sample: a movement that never turns round is no rep in
+        flight. Once the stream has stopped for a whole set gap, it is ``now``.
+        """
+        if now - self._lift_until >= self.set_gap_s:
+            return now
+        waiting = [now]
+        if self._pending:
+            waiting.append(self._pending[0].t_start)
+        undecided = self._detector.undecided_from()
+        if undecided is not None:
+            waiting.append(max(undecided, self._lift_until - self._detector.limits.max_rep_s))
+        return min(waiting)
 
     def flush(self) -> list[Event]:
         """The session ends: finish what is in flight."""

@@ -108,6 +108,12 @@ class ExerciseLimits:
     return_tolerance: float = 0.5
     """The other phase of the rep travels the same distance within this fraction."""
 
+    @property
+    def max_rep_s(self) -> float:
+        """The longest a rep can last, start to end (s)."""
+        bottom = self.max_bottom_s if self.down_first else 0.0
+        return self.max_concentric_s + self.max_lockout_s + self.max_eccentric_s + bottom
+
 
 # Ranges of motion: the scenario limits widened a little (partial reps reach down to 30 %
 # of a full one; a bodyweight thrust can rise 5 cm when partial).
@@ -343,6 +349,29 @@ class RepDetector:
         self._rest = np.empty(0, dtype=bool)
         self._start = self._scanned = self._hi = self._lo = 0
         return reps
+
+    def undecided_from(self) -> float | None:
+        """The earliest start (s) a rep still to come can have; None before any sample.
+
+        A rep is returned some seconds after it ends, once what follows shows it is over;
+        until then its first phase is waiting here, or still open. Whoever closes sets by
+        time must not close one before this: the rep in flight may belong to it.
+        """
+        if len(self._t) == 0:
+            return None
+        open_start = float(self._t[self._start])
+        if self._smoother is not None:
+            open_start -= FIT_WINDOW_S  # a fitted takeoff may lie before the turnaround
+        waiting = [open_start]
+        waiting += [p.t0 for p in (self._pending_up, self._pending_down) if p is not None]
+        if self._candidate is not None:
+            waiting.append(self._candidate.down.t0)
+        last = self._last
+        lost_descent = self.limits.down_first and self._pending_down is None
+        if lost_descent and last is not None and last.up and not last.cut:
+            # A descent the integral lost (see _lost_descent) starts at the last top.
+            waiting.append(max(last.t1, open_start - self.limits.max_eccentric_s))
+        return min(waiting)
 
     def _note_rests(self, t: FloatArray, at_rest: npt.NDArray[np.bool_]) -> None:
         """Remember the recent intervals of rest (s), joining those that touch."""

@@ -1,7 +1,9 @@
 """Grouping reps into sets, with per-set velocity figures and a velocity-loss alert.
 
 A set ends when no rep follows for ``set_gap_s`` seconds (measured from the end of one
-rep to the start of the next). Shorter breaks inside a set of at least
+rep to the start of the next). Streaming, the time given to :meth:`SetTracker.tick` is
+the caller's to choose: the athlete analysis gives the time it has judged the stream up
+to, since its reps come seconds after they end. Shorter breaks inside a set of at least
 :data:`REST_PAUSE_MIN_S` are rest-pauses: the athlete stays in position and carries on.
 
 The default gap, 45 s, comes from the ranges the virtual athlete is drawn from (and
