@@ -27,6 +27,18 @@ class PairingError(BluetoothError):
     """Bonding with a sensor failed or was refused."""
 
 
+class BondLostError(PairingError):
+    """The sensor no longer holds this hub's bond: it was reset, or bonded with another
+    hub. Only pairing it again (in pairing mode) brings it back."""
+
+    def __init__(self, address: str) -> None:
+        super().__init__(
+            f"{address} no longer has this hub's bond (it was reset, or paired with another "
+            "hub): press its button and pair it again"
+        )
+        self.address = address
+
+
 class SensorCommandError(BluetoothError):
     """A sensor answered a control-point command with an error status."""
 

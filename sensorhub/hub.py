@@ -38,8 +38,10 @@ BatchHandler = Callable[[RegisteredSensor, SensorBatch], None]
 StatusHandler = Callable[[SensorStatus], None]
 
 
-def _identity(sensor: RegisteredSensor) -> tuple[str, str, str]:
-    return (sensor.kind, sensor.role, sensor.athlete)
+def _identity(sensor: RegisteredSensor) -> tuple[str, str, str, str]:
+    """What a running link is for: a change restarts it (a new bond too, so a link
+    waiting out a lost bond's back-off connects at once)."""
+    return (sensor.kind, sensor.role, sensor.athlete, sensor.paired_at)
 
 
 class Hub:

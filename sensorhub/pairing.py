@@ -41,6 +41,7 @@ from sensorhub.ble.control import ControlPoint
 from sensorhub.ble.radio import Radio
 from sensorhub.errors import (
     BluetoothError,
+    BondLostError,
     ConfigError,
     PairingError,
     SensorCommandError,
@@ -177,8 +178,18 @@ async def pair_sensor(
     progress(f"found {sighting.name or address} ({sighting.kind.name.lower()}), connecting…")
     client = radio.client(device)
     try:
-        async with radio.connect_lock:
-            await client.connect()
+        try:
+            async with radio.connect_lock:
+                await client.connect()
+        except BondLostError:
+            # We hold a bond the sensor no longer has (it was reset, or bonded elsewhere).
+            if not sighting.pairing_mode:
+                raise PairingError(not_in_pairing_mode(sighting.name or address)) from None
+            progress("the sensor has lost its old bond with this hub: bonding anew…")
+            await radio.forget_bond(address)
+            bonded = False
+            async with radio.connect_lock:
+                await client.connect()
         if not bonded:
             progress("pairing (LE Secure Connections)…")
             await client.pair()

@@ -360,6 +360,19 @@ class VirtualSensor:
         self._advertising_stale.set()
         log.info("%s: in pairing mode for %g s", self.profile.display_name, PAIRING_BUTTON_S)
 
+    async def reset_bonds(self) -> None:
+        """Forget every bond, as a sensor reset to its factory state does, and drop the link.
+
+        A hub that was bonded then finds its bond gone: the sensor refuses its keys
+        until it pairs again (the sensor is in pairing mode, having no bond).
+        """
+        keystore = self.device.keystore
+        if keystore is not None:
+            await keystore.delete_all()
+        self._bonded = False
+        self._advertising_stale.set()
+        await self.drop_link()
+
     def sensor_time_us(self, at: float | None = None) -> int:
         """The sensor clock (a wrapping 32-bit µs counter) at true time ``at`` (default: now)."""
         elapsed = (self._clock() if at is None else at) - self._boot

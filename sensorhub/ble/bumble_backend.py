@@ -37,18 +37,22 @@ from bumble.controller import Controller
 from bumble.core import AdvertisingData, BaseBumbleError, ProtocolError
 from bumble.device import Advertisement, Connection, Device, Peer
 from bumble.gatt_client import CharacteristicProxy, DescriptorProxy
-from bumble.hci import Address, HCI_Error
+from bumble.hci import Address, HCI_Error, HCI_ErrorCode
 from bumble.transport import open_transport
 from bumble.transport.common import AsyncPipeSink, Transport
 
 from firmware_protocol.virtual.quiet import QuietDevice, QuietHost
 from sensorhub.ble._tasks import cancelled_by_us
-from sensorhub.errors import StateError
+from sensorhub.errors import BondLostError, StateError
 from sensorhub.state import changing, create_once, replace_file
 
 log = logging.getLogger(__name__)
 
 PREFERRED_MTU = 247
+_KEY_REFUSED = frozenset(
+    {HCI_ErrorCode.PIN_OR_KEY_MISSING_ERROR, HCI_ErrorCode.AUTHENTICATION_FAILURE_ERROR}
+)
+"""How a controller reports a peer that has no key for our bond (it refused the LTK)."""
 _PROPERTY_NAMES = {
     0x01: "broadcast",
     0x02: "read",
@@ -383,10 +387,13 @@ class BumbleClient(BaseBleakClient):
                 self._peer = Peer(connection)
                 await self._peer.request_mtu(PREFERRED_MTU)
                 if await self._host.is_bonded(self.address):
-                    await connection.encrypt()
+                    await self._encrypt(connection)
                 elif pair:
                     await connection.pair()
                 await self._discover()
+        except BondLostError:
+            await self.disconnect()
+            raise
         except (TimeoutError, BaseBumbleError, HCI_Error) as exc:
             await self.disconnect()
             raise BleakError(f"setting up the link to {self.address} failed: {exc!r}") from exc
@@ -395,6 +402,15 @@ class BumbleClient(BaseBleakClient):
                 raise
             await self.disconnect()
             raise BleakError(f"the link to {self.address} went down while setting it up") from None
+
+    async def _encrypt(self, connection: Connection) -> None:
+        """Encrypt with the stored bond; a sensor that has no key for it lost the bond."""
+        try:
+            await connection.encrypt()
+        except HCI_Error as exc:
+            if exc.error_code in _KEY_REFUSED:
+                raise BondLostError(self.address) from exc
+            raise
 
     def _on_disconnection(self, _reason: int) -> None:
         was_connected = self._connection is not None

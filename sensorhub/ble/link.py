@@ -19,6 +19,7 @@ import contextlib
 import enum
 import logging
 import random
+import shlex
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -52,7 +53,7 @@ from sensorhub.ble.accounting import FrameVerdict, StreamAccounting
 from sensorhub.ble.clock import SensorClock
 from sensorhub.ble.control import ControlPoint
 from sensorhub.ble.radio import Radio
-from sensorhub.errors import BluetoothError, SensorNotFoundError
+from sensorhub.errors import BluetoothError, BondLostError, SensorNotFoundError
 from sensorhub.registry import RegisteredSensor
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,11 @@ log = logging.getLogger(__name__)
 COMMAND_TIMEOUT_S: Final = 3.0
 CONNECT_TIMEOUT_S: Final = 10.0
 TIME_SYNC_INTERVAL_S: Final = 5.0
+RETRY_FIRST_S: Final = 0.5
+RETRY_MAX_S: Final = 10.0
+"""A link that failed is tried again after 0.5 s, then 1, 2, 4, 8 and 10 s (±20 %)."""
+BOND_LOST_RETRY_S: Final = 30.0
+"""A sensor that lost our bond is tried this often: only pairing it again brings it back."""
 SILENCE_TIMEOUT_S: Final = 3.0
 """Streaming, but no data for this long: the sensor is stuck; drop the link and reconnect."""
 MIN_STEP_S: Final = 1e-6
@@ -131,21 +137,39 @@ class SensorStatus:
 
 @dataclass
 class _Backoff:
-    """Delay before the next attempt, by what went wrong (seconds)."""
+    """Delay before the next attempt, by what went wrong (seconds): 0.5 s doubling to
+    :data:`RETRY_MAX_S`, ±20 %; :data:`BOND_LOST_RETRY_S` once the bond is gone."""
 
     attempt: int = 0
     rng: random.Random = field(default_factory=random.Random)
 
     def next(self, error: BaseException) -> float:
         self.attempt += 1
-        text = str(error).lower()
-        if "insufficient" in text or "authentication" in text or "pair" in text:
-            return 30.0  # the sensor no longer knows our bond: only pairing again helps
-        base = min(10.0, 0.25 * float(2 ** min(self.attempt, 6)))
+        if isinstance(error, BondLostError):
+            return BOND_LOST_RETRY_S
+        base = min(RETRY_MAX_S, RETRY_FIRST_S * float(2 ** min(self.attempt - 1, 5)))
         return base * self.rng.uniform(0.8, 1.2)
 
     def reset(self) -> None:
         self.attempt = 0
+
+
+_OS_BOND_REFUSALS: Final = (
+    "authenticationfailed",  # BlueZ: org.bluez.Error.AuthenticationFailed
+    "insufficient authentication",  # ATT error 0x05, on any stack
+    "insufficient encryption",  # ATT error 0x0F
+)
+
+
+def _as_bond_lost(error: BaseException, address: str) -> BaseException:
+    """The error an OS Bluetooth stack (through bleak) gives for a peer that refused our
+    keys, as :class:`BondLostError`; any other error as it is. (Bumble's backend raises
+    BondLostError itself; the OS stacks say it only in words.)"""
+    if isinstance(error, BleakError):
+        text = str(error).lower().replace(".", "")
+        if any(words.replace(".", "") in text for words in _OS_BOND_REFUSALS):
+            return BondLostError(address)
+    return error
 
 
 class SensorLink:
@@ -191,6 +215,7 @@ class SensorLink:
         """Hub time of the last sample handed out (they only go forward)."""
         self._runner: asyncio.Task[None] | None = None
         self._backoff = _Backoff()
+        self._bond_lost = False
 
     async def __aenter__(self) -> SensorLink:
         self._runner = asyncio.create_task(self._run(), name=f"link {self.address}")
@@ -363,12 +388,28 @@ class SensorLink:
                 OSError,  # the OS's Bluetooth (BlueZ, its D-Bus) went away: retry
                 FirmwareProtocolError,  # a sensor answering garbage: retry, never stop
             ) as exc:
-                self.last_error = str(exc) or type(exc).__name__
-                delay = self._backoff.next(exc)
+                error = _as_bond_lost(exc, self.address)
+                self._report_bond(error)
+                self.last_error = str(error) or type(error).__name__
+                delay = self._backoff.next(error)
                 log.info("%s: %s; retrying in %.1f s", self.address, self.last_error, delay)
             self.reconnects += 1
             self._set_state(LinkState.BACKING_OFF)
             await asyncio.sleep(delay)
+
+    def _report_bond(self, error: BaseException) -> None:
+        """Say once, as a warning, that the sensor's bond is gone and how to bring it back."""
+        lost = isinstance(error, BondLostError)
+        if lost and not self._bond_lost:
+            sensor = self.sensor
+            log.warning(
+                "%s; then: sensorhub pair %s --role %s --athlete %s",
+                error,
+                sensor.address,
+                sensor.role,
+                shlex.quote(sensor.athlete),
+            )
+        self._bond_lost = lost
 
     async def _find(self) -> BLEDevice:
         """Wait until the sensor advertises (it is away until then: no point connecting)."""
@@ -403,6 +444,7 @@ class SensorLink:
         try:
             await self._start_streaming(client, control)
             self._backoff.reset()
+            self._bond_lost = False
             self._set_state(LinkState.STREAMING)
             await self._supervise(control, disconnected)
         finally:
