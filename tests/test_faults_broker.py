@@ -1,4 +1,5 @@
-"""The broker misbehaving: away for long (memory stays bounded), slow (nothing lost)."""
+"""The broker misbehaving: away for long (memory stays bounded), slow (nothing lost),
+restarted (reached again at once)."""
 
 from __future__ import annotations
 
@@ -147,3 +148,29 @@ async def test_a_slow_broker_delays_but_loses_and_repeats_nothing(tmp_path: Path
     seqs = [m.json()["seq"] for m in seen.messages]
     assert seqs == sorted(seqs)
     assert len(seqs) == len(set(seqs)) == 80
+
+
+async def test_a_broker_back_from_a_restart_is_reached_at_once_not_after_the_back_off(
+    tmp_path: Path,
+) -> None:
+    broker = Mosquitto(tmp_path)
+    hub = MqttPublisher(
+        BrokerSettings.from_url(f"mqtt://127.0.0.1:{broker.port}"),
+        topics=TREE,
+        outbox_path=tmp_path / "outbox.db",
+        discovery_prefix=None,
+        reconnect_delay_s=(20.0, 60.0),  # the first wait after a failure: 15 to 25 s
+    )
+
+    async def until(connected: bool, timeout: float) -> None:
+        async with asyncio.timeout(timeout):
+            while hub.connected != connected:  # noqa: ASYNC110 - no event for it
+                await asyncio.sleep(0.05)
+
+    async with broker, hub:
+        await until(True, 10)
+        await broker.kill()  # the broker goes away
+        await until(False, 10)
+        await asyncio.sleep(2.0)  # the hub waits out its back-off; the port is closed
+        await broker.start()
+        await until(True, 10)  # the back-off alone would take 11 s more at least

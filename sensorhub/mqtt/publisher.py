@@ -12,8 +12,9 @@ What happens to a record depends on what it is worth:
   most ``live_rate_hz`` times a second on average; stale values are dropped, and counted.
 
 aiomqtt does not reconnect by itself, so one background task keeps a connection up,
-retrying with exponential backoff and jitter. The broker's last will for us is the
-retained ``offline`` hub status.
+retrying with exponential backoff and jitter; while the broker cannot be reached its
+port is tried every second, and a broker back from a restart is connected to at once.
+The broker's last will for us is the retained ``offline`` hub status.
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ CONNECT_TIMEOUT_S: Final = 10.0
 RECONNECT_DELAY_S: Final = (0.5, 30.0)
 """Seconds between connection attempts: the first wait, doubled after each failure up to
 the second; each wait with ±25 % jitter."""
+PROBE_EVERY_S: Final = 1.0
+"""While the broker is unreachable, its port is tried this often between attempts."""
 STATE_MIN_INTERVAL_S: Final = 1.0
 """Athlete state changed only by tilt goes out at most once a second (dashboards, HA's recorder)."""
 SENSOR_STATUS_EVERY_S: Final = 4.0
@@ -403,10 +406,14 @@ class MqttPublisher:
         delay = self._backoff[0]
         while not self._stopping.is_set():
             failure: str | None = None
+            unreachable = False
             try:
                 await self._connection()
             except* aiomqtt.MqttError as group:
                 failure = self._describe(group.exceptions[0])
+                # Anything but the broker answering with a refusal (which it would give
+                # again at once) may be a broker that is away.
+                unreachable = not isinstance(group.exceptions[0], aiomqtt.MqttCodeError)
             except* SensorhubError as group:
                 failure = str(group.exceptions[0])
             except* Exception as group:  # a bug must not end publishing for good
@@ -420,12 +427,52 @@ class MqttPublisher:
             else:
                 log.debug("MQTT: %s; retrying", failure)
             self._last_error = failure
-            wait = delay * random.uniform(0.75, 1.25)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=wait)
+            await self._wait_to_retry(delay * random.uniform(0.75, 1.25), probe=unreachable)
             # After a connection that worked, start again from the shortest wait.
             delay = self._backoff[0] if self._reset_backoff else min(delay * 2, self._backoff[1])
             self._reset_backoff = False
+
+    async def _wait_to_retry(self, wait: float, *, probe: bool) -> None:
+        """Wait ``wait`` s to connect again, or until the publisher stops.
+
+        With ``probe`` (the broker could not be reached), the broker's port is also tried
+        every :data:`PROBE_EVERY_S`; once it has been seen closed and then accepts again,
+        the wait ends: a broker back from a restart is reached within about a second,
+        not after the rest of a long back-off. A port that never closed (a broker that
+        accepts but fails the connection) leaves the back-off as it is.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        seen_closed = probe and not await self._port_open()
+        while not self._stopping.is_set():
+            left = deadline - loop.time()
+            if left <= 0:
+                return
+            with contextlib.suppress(TimeoutError):
+                step = min(left, PROBE_EVERY_S) if probe else left
+                await asyncio.wait_for(self._stopping.wait(), timeout=step)
+            if not probe or self._stopping.is_set() or loop.time() >= deadline:
+                continue
+            if await self._port_open():
+                if seen_closed:
+                    log.debug("MQTT: the broker's port accepts again; connecting")
+                    return
+            else:
+                seen_closed = True
+
+    async def _port_open(self) -> bool:
+        """Whether the broker's port accepts a TCP connection now (closed again at once)."""
+        try:
+            async with asyncio.timeout(PROBE_EVERY_S):
+                _reader, writer = await asyncio.open_connection(
+                    self.settings.host, self.settings.port
+                )
+        except (OSError, TimeoutError):
+            return False
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return True
 
     def _describe(self, exc: BaseException) -> str:
         broker = self.settings.redacted()
