@@ -14,11 +14,7 @@ What happens to a record depends on what it is worth:
 aiomqtt does not reconnect by itself, so one background task keeps a connection up,
 retrying with exponential backoff and jitter; while the broker cannot be reached its
 port is tried every second, and a broker back from a restart is connected to at once.
-The broker's last will for us is the retained ``offline`` hub status, naming the session
-that runs. A will is fixed when a client connects, so it is held by a second connection
-(client id ``<id>-will0`` or ``-will1``) that subscribes to nothing: when a session starts
-or ends, a new one is opened with the new will and only then is the old one closed
-cleanly (which sends no will). The main connection, with its subscriptions, stays up.
+The broker's last will for us is the retained ``offline`` hub status.
 """
 
 from __future__ import annotations
@@ -33,7 +29,7 @@ import secrets
 import socket
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -152,11 +148,6 @@ class MqttPublisher:
         self._runner: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._connected = False
-        self._renew_will = asyncio.Event()
-        self._will_payload: bytes | None = None
-        """The last will the broker holds for us now (None: no connection holds one)."""
-        self._will_client: aiomqtt.Client | None = None
-        self._will_generation = 0
         # Outbox: woken when a message is put.
         self._outbox_ready = asyncio.Event()
         # Retained: latest payload per topic (b"" clears), what still needs sending.
@@ -328,8 +319,6 @@ class MqttPublisher:
         """Add to (or change) the hub status, e.g. ``session_id``; republished retained."""
         self._hub_info.update(fields)
         self._set_hub_status()
-        if self._will_client is not None and self._will_payload != self._will():
-            self._renew_will.set()
 
     # Turning records into messages ------------------------------------------------------
 
@@ -496,18 +485,18 @@ class MqttPublisher:
             return f"broker {broker} refused the connection ({exc})"
         return f"broker {broker}: {str(exc) or type(exc).__name__}"
 
-    def _will(self) -> bytes:
-        return self._offline_status("connection_lost")
-
-    def _client(self, identifier: str, will: aiomqtt.Will | None = None) -> aiomqtt.Client:
+    def _client(self) -> aiomqtt.Client:
         settings = self.settings
         v5 = settings.protocol == "5"
+        will = aiomqtt.Will(
+            self.topics.hub_status, self._offline_status("connection_lost"), 1, True
+        )
         client = aiomqtt.Client(
             settings.host,
             settings.port,
             username=settings.username,
             password=settings.password,
-            identifier=identifier,
+            identifier=self._client_id,
             protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
             will=will,
             # What must survive is in the outbox; a broker-side session would only
@@ -531,13 +520,12 @@ class MqttPublisher:
 
     async def _connection(self) -> None:
         """One connection's life: announce, subscribe, then send and receive until it breaks."""
-        client = self._client(self._client_id)
+        client = self._client()
         v5 = self.settings.protocol == "5"
         # In flight by design (outbox window, a live burst, retained and replies): not
         # worth aiomqtt's warning, which it gives above 10.
         client.pending_calls_threshold = OUTBOX_WINDOW + LIVE_BURST + 16
-        # The will first: the hub is never online at the broker without one.
-        async with self._holding_the_will(), client:
+        async with client:
             self._connected = True
             self._reset_backoff = True
             if self._ever_connected:
@@ -574,7 +562,6 @@ class MqttPublisher:
                     tasks.create_task(self._send_outbox(client), name="mqtt outbox"),
                     tasks.create_task(self._send_live(client), name="mqtt live"),
                     tasks.create_task(self._send_replies(client), name="mqtt replies"),
-                    tasks.create_task(self._renew_the_will(), name="mqtt will"),
                 ]
                 tasks.create_task(self._close_when_stopped(client, senders), name="mqtt shutdown")
 
@@ -609,56 +596,6 @@ class MqttPublisher:
                 timeout=max(0.5, deadline - time.monotonic()),
             )
         log.info("MQTT: disconnecting from %s", self.settings.redacted())
-
-    @contextlib.asynccontextmanager
-    async def _holding_the_will(self) -> AsyncIterator[None]:
-        """A connection that holds the hub's last will while the main connection is up."""
-        await self._open_will()
-        try:
-            yield
-        finally:
-            old, self._will_client, self._will_payload = self._will_client, None, None
-            await self._close_will(old)
-
-    async def _renew_the_will(self) -> None:
-        """When the will changes (a session starts or ends), connect anew with it, then
-        close the old connection: the broker always holds a will, and the latest.
-
-        A connection holding the will that breaks ends the main one too (an ``MqttError``),
-        so that both are made again: the hub is not online without a will.
-        """
-        while True:
-            old = self._will_client
-            assert old is not None
-            renew = asyncio.ensure_future(self._renew_will.wait())
-            broken = asyncio.ensure_future(self._until_disconnected(old))
-            try:
-                await asyncio.wait({renew, broken}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                renew.cancel()
-                broken.cancel()
-            if broken.done() and not broken.cancelled():
-                broken.result()  # the MqttError that broke it
-                raise aiomqtt.MqttError("the connection holding the last will was closed")
-            await self._open_will()
-            await self._close_will(old)
-
-    async def _open_will(self) -> None:
-        self._renew_will.clear()
-        payload = self._will()
-        self._will_generation += 1
-        client = self._client(
-            f"{self._client_id}-will{self._will_generation % 2}",
-            aiomqtt.Will(self.topics.hub_status, payload, 1, True),
-        )
-        await client.__aenter__()
-        self._will_client, self._will_payload = client, payload
-
-    async def _close_will(self, client: aiomqtt.Client | None) -> None:
-        if client is None:
-            return
-        with contextlib.suppress(aiomqtt.MqttError, OSError):
-            await client.__aexit__(None, None, None)
 
     def _pending_outbox(self) -> int:
         return len(self._outbox) if self._outbox is not None else 0
