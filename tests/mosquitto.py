@@ -320,6 +320,13 @@ async def subscribe(
             await task
 
 
+async def until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
+    """Return once ``condition()`` holds; TimeoutError after ``timeout`` s."""
+    async with asyncio.timeout(timeout):
+        while not condition():  # noqa: ASYNC110 - the publisher's state has no event to wait on
+            await asyncio.sleep(0.02)
+
+
 def env_without_pytest() -> dict[str, str]:
     """The environment for a child Python (unbuffered, so its lines arrive as written)."""
     return {**os.environ, "PYTHONUNBUFFERED": "1"}

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from sensorhub.mqtt import BrokerSettings, MqttPublisher, TopicTree
-from tests.mosquitto import Mosquitto, Subscriber, rep, subscribe, tilt
+from tests.mosquitto import Mosquitto, Subscriber, rep, subscribe, tilt, until
 
 TREE = TopicTree("sensorhub", "rack1")
 REPS = "sensorhub/rack1/athletes/ann/reps"
@@ -162,15 +162,10 @@ async def test_a_broker_back_from_a_restart_is_reached_at_once_not_after_the_bac
         reconnect_delay_s=(20.0, 60.0),  # the first wait after a failure: 15 to 25 s
     )
 
-    async def until(connected: bool, timeout: float) -> None:
-        async with asyncio.timeout(timeout):
-            while hub.connected != connected:  # noqa: ASYNC110 - no event for it
-                await asyncio.sleep(0.05)
-
     async with broker, hub:
-        await until(True, 10)
+        await until(lambda: hub.connected, 10)
         await broker.kill()  # the broker goes away
-        await until(False, 10)
+        await until(lambda: not hub.connected, 10)
         await asyncio.sleep(2.0)  # the hub waits out its back-off; the port is closed
         await broker.start()
-        await until(True, 10)  # the back-off alone would take 11 s more at least
+        await until(lambda: hub.connected, 10)  # the back-off alone would take 11 s more

@@ -8,7 +8,7 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +22,7 @@ from tests.mosquitto import (
     rep,
     set_,
     subscribe,
+    until,
 )
 
 TREE = TopicTree("sensorhub", "rack1")
@@ -41,12 +42,6 @@ def no_errors_logged(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
         if r.levelno >= logging.ERROR and r.name.startswith("sensorhub")
     ]
     assert errors == [], [r.getMessage() for r in errors]
-
-
-async def until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():  # noqa: ASYNC110 - the publisher's state has no event to wait on
-            await asyncio.sleep(0.02)
 
 
 def deduplicated(messages: list[Received]) -> list[int]:

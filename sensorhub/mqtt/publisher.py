@@ -441,24 +441,23 @@ class MqttPublisher:
         not after the rest of a long back-off. A port that never closed (a broker that
         accepts but fails the connection) leaves the back-off as it is.
         """
+        if not probe:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=wait)
+            return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
-        seen_closed = probe and not await self._port_open()
-        while not self._stopping.is_set():
-            left = deadline - loop.time()
-            if left <= 0:
-                return
+        seen_closed = not await self._port_open()
+        while not self._stopping.is_set() and (left := deadline - loop.time()) > 0:
             with contextlib.suppress(TimeoutError):
-                step = min(left, PROBE_EVERY_S) if probe else left
-                await asyncio.wait_for(self._stopping.wait(), timeout=step)
-            if not probe or self._stopping.is_set() or loop.time() >= deadline:
-                continue
-            if await self._port_open():
-                if seen_closed:
-                    log.debug("MQTT: the broker's port accepts again; connecting")
-                    return
-            else:
+                await asyncio.wait_for(self._stopping.wait(), timeout=min(left, PROBE_EVERY_S))
+            if self._stopping.is_set() or loop.time() >= deadline:
+                return
+            if not await self._port_open():
                 seen_closed = True
+            elif seen_closed:
+                log.debug("MQTT: the broker's port accepts again; connecting")
+                return
 
     async def _port_open(self) -> bool:
         """Whether the broker's port accepts a TCP connection now (closed again at once)."""
