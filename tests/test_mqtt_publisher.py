@@ -171,7 +171,9 @@ async def test_retained_topics_and_clean_shutdown(broker: Mosquitto, tmp_path: P
         assert len(outbox) == 0
 
 
-DISCOVERY = "homeassistant/+/+/+/config"
+DISCOVERY = "homeassistant/device/+/config"
+LEGACY = "homeassistant/+/+/+/config"
+NODE = "sensorhub_rack1"
 
 
 async def test_discovery_on_connect_and_on_birth_only(broker: Mosquitto, tmp_path: Path) -> None:
@@ -179,10 +181,10 @@ async def test_discovery_on_connect_and_on_birth_only(broker: Mosquitto, tmp_pat
         subscribe(broker.port, DISCOVERY) as configs,
         publisher(broker, tmp_path) as hub,
     ):
-        await configs.wait_for(lambda m: len(m) == 1)  # the hub's own entity, on connect
+        await configs.wait_for(lambda m: len(m) == 1)  # the hub's own device, on connect
         hub.publish_record(rep("Ann", 1, 1, 2.0))  # an athlete first seen while connected
         hub.publish_sensor_status(sensor_status(SENSOR))
-        await configs.wait_for(lambda m: len(m) == 7)
+        await configs.wait_for(lambda m: len(m) == 3)
         first = {m.topic: m.json() for m in configs.messages}
         for i in range(2, 6):
             hub.publish_record(rep("Ann", 1, i, 2.0 + i))
@@ -192,40 +194,133 @@ async def test_discovery_on_connect_and_on_birth_only(broker: Mosquitto, tmp_pat
             )
         await until(lambda: hub.stats["queued"] == 0)
         await asyncio.sleep(0.5)
-        assert len(configs.messages) == 7, "updates must not send discovery again"
+        assert len(configs.messages) == 3, "updates must not send discovery again"
         async with aiomqtt.Client("127.0.0.1", broker.port) as ha:
             await ha.publish("homeassistant/status", b"offline")
             await asyncio.sleep(0.2)
-            assert len(configs.messages) == 7, "only HA's 'online' sends discovery again"
+            assert len(configs.messages) == 3, "only HA's 'online' sends discovery again"
             await ha.publish("homeassistant/status", b"online")
-        await configs.wait_for(lambda m: len(m) == 14)
-        assert {m.topic: m.json() for m in configs.messages[7:]} == first
+        await configs.wait_for(lambda m: len(m) == 6)
+        assert {m.topic: m.json() for m in configs.messages[3:]} == first
+        hub.forget_sensor(SENSOR)  # its device goes from Home Assistant with it
+        gone = f"homeassistant/device/{NODE}_sensor_aabbccddee01/config"
+        await configs.wait_for(lambda ms: any(m.topic == gone and not m.payload for m in ms))
 
-    unique_ids = [c["unique_id"] for c in first.values()]
-    assert len(set(unique_ids)) == len(unique_ids)
+    assert set(first) == {
+        f"homeassistant/device/{NODE}/config",
+        f"homeassistant/device/{NODE}_athlete_ann/config",
+        f"homeassistant/device/{NODE}_sensor_aabbccddee01/config",
+    }
     state_fields = set(schema("athlete_state")["properties"])
     sensor_fields = set(schema("sensor_status")["properties"])
-    for topic, config in first.items():
-        component = topic.split("/")[1]
-        assert component in {"sensor", "binary_sensor"}
-        assert config["device"]["identifiers"]
-        assert config["state_topic"].startswith(BASE + "/")
-        if "availability" in config:
+    entities: dict[str, dict[str, Any]] = {}
+    for config in first.values():
+        # Home Assistant's device-based form: the device, the origin and the components.
+        assert config["dev"]["identifiers"]
+        assert config["o"]["name"] == "sensorhub"
+        assert "device" not in config
+        assert "components" not in config
+        for component in config["cmps"].values():
+            assert component["p"] in {"sensor", "binary_sensor"}
+            state_topic = component.get("state_topic", config.get("state_topic"))
+            assert state_topic.startswith(BASE + "/")
+            field = component["value_template"].split("value_json.")[1].split()[0]
+            if state_topic.endswith("/state"):
+                assert field in state_fields
+                assert component["state_class"] == "measurement"
+            elif state_topic == SENSOR_TOPIC:
+                assert field in sensor_fields
+            else:
+                assert state_topic == f"{BASE}/status"
+                assert field == "state"
+            entities[component["unique_id"]] = component
+        if config["dev"]["identifiers"] != [NODE]:
+            assert config["dev"]["via_device"] == NODE
             assert config["availability"][0]["topic"] == f"{BASE}/status"
             assert config["availability"][0]["value_template"] == "{{ value_json.state }}"
-        if config["state_topic"].endswith("/state"):
-            field = config["value_template"].split("value_json.")[1].split()[0]
-            assert field in state_fields
-            assert config["state_class"] == "measurement"
-        if config["state_topic"] == SENSOR_TOPIC:
-            field = config["value_template"].split("value_json.")[1].split()[0]
-            assert field in sensor_fields
-    by_name = {c["name"]: c for c in first.values()}
+        else:
+            assert "availability" not in config  # the hub's own entity shows "offline"
+    # The entities' ids are those the per-entity configs had: Home Assistant keeps them.
+    assert set(entities) == set(LEGACY_IDS.values())
+    by_name = {c["name"]: c for c in entities.values()}
     assert by_name["Last mean concentric velocity"]["unit_of_measurement"] == "m/s"
     assert by_name["Velocity loss"]["unit_of_measurement"] == "%"
     assert by_name["Pelvic tilt"]["unit_of_measurement"] == "°"
     assert by_name["Battery"]["device_class"] == "battery"
     assert by_name["Connection"]["device_class"] == "connectivity"
+
+
+LEGACY_IDS = {
+    # Topic and unique_id of each per-entity config the hub published before devices.
+    f"homeassistant/binary_sensor/{NODE}/hub_online/config": f"{NODE}_hub_online",
+    **{
+        f"homeassistant/sensor/{NODE}/athlete_ann_{e}/config": f"{NODE}_athlete_ann_{e}"
+        for e in ("reps_in_set", "last_mcv", "velocity_loss", "pelvic_tilt")
+    },
+    f"homeassistant/sensor/{NODE}/sensor_aabbccddee01_battery/config": (
+        f"{NODE}_sensor_aabbccddee01_battery"
+    ),
+    f"homeassistant/binary_sensor/{NODE}/sensor_aabbccddee01_connection/config": (
+        f"{NODE}_sensor_aabbccddee01_connection"
+    ),
+}
+
+
+async def test_per_entity_configs_move_to_device_discovery_as_home_assistant_documents(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    """Each old config: ``migrate_discovery``, then its device config, then cleared.
+
+    An entity the hub does not announce yet (Bob, not seen since the start) keeps its old
+    config until he is seen; another hub's configs are not touched.
+    """
+    bob = f"homeassistant/sensor/{NODE}/athlete_bob_reps_in_set/config"
+    other = "homeassistant/sensor/sensorhub_rack2/athlete_ann_reps_in_set/config"
+    forgotten = f"homeassistant/sensor/{NODE}/sensor_aabbccddee02_battery/config"
+    legacy = {
+        **LEGACY_IDS,
+        bob: f"{NODE}_athlete_bob_reps_in_set",
+        forgotten: f"{NODE}_sensor_aabbccddee02_battery",
+        other: "rack2_ann",
+    }
+    async with aiomqtt.Client("127.0.0.1", broker.port) as old_hub:
+        for topic, unique_id in legacy.items():
+            config = {"name": "x", "unique_id": unique_id, "state_topic": f"{BASE}/status"}
+            await old_hub.publish(topic, json.dumps(config), qos=1, retain=True)
+
+    async with (
+        subscribe(broker.port, "homeassistant/#") as ha,
+        publisher(broker, tmp_path) as hub,
+    ):
+        hub.publish_record(rep("Ann", 1, 1, 2.0))
+        hub.publish_sensor_status(sensor_status(SENSOR))
+
+        def moved(messages: list[Received]) -> bool:
+            return all(any(m.topic == t and not m.payload for m in messages) for t in LEGACY_IDS)
+
+        await ha.wait_for(moved)
+        order = [(m.topic, m.payload) for m in ha.messages if not m.retain]
+        for topic, unique_id in LEGACY_IDS.items():
+            steps = [i for i, (t, _p) in enumerate(order) if t == topic]
+            assert [order[i][1] for i in steps] == [b'{"migrate_discovery":true}', b""]
+            carrying = [
+                i
+                for i, (t, p) in enumerate(order)
+                if t.startswith("homeassistant/device/") and unique_id.encode() in p
+            ]
+            assert carrying, f"no device config carries {unique_id}"
+            assert steps[0] < carrying[0] < steps[1], f"{topic}: out of order"
+        assert not any(m.topic in {bob, forgotten, other} for m in ha.messages if not m.retain)
+
+        hub.publish_record(rep("Bob", 1, 1, 3.0))  # now his device is announced: he moves
+        await ha.wait_for(lambda ms: any(m.topic == bob and not m.payload for m in ms))
+        hub.forget_sensor("AA:BB:CC:DD:EE:02")  # a sensor forgotten goes, old config and all
+        await ha.wait_for(lambda ms: any(m.topic == forgotten and not m.payload for m in ms))
+        assert not any(m.topic == forgotten and m.payload and not m.retain for m in ha.messages)
+
+    async with subscribe(broker.port, LEGACY) as after:
+        await asyncio.sleep(0.5)  # the broker sends what it holds at once
+    assert {m.topic for m in after.messages} == {other}, "left over from the old layout"
 
 
 async def test_live_topics_are_rate_limited_latest_wins(broker: Mosquitto, tmp_path: Path) -> None:

@@ -200,7 +200,8 @@ async def test_a_session_over_mqtt(tmp_path: Path) -> None:
     configs = [m for m in sub.messages if m.topic.startswith("homeassistant/") and m.payload]
     assert configs
     assert all(m.topic.endswith("/config") for m in configs)
-    assert any(m.json().get("unit_of_measurement") == "m/s" for m in configs)
+    components = [c for m in configs for c in m.json()["cmps"].values()]
+    assert any(c.get("unit_of_measurement") == "m/s" for c in components)
     per_topic = {m.topic for m in configs}
     assert len(configs) <= 3 * len(per_topic)  # sent on connect, not on every update
 

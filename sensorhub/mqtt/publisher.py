@@ -43,7 +43,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from sensorhub.errors import CommandError, ConfigError, SensorhubError
 from sensorhub.mqtt._intake import CommandIntake, bound_incoming, take_directly
 from sensorhub.mqtt.commands import Command, error_reply, ok_reply, parse_command, reply_ids
-from sensorhub.mqtt.discovery import Discovery
+from sensorhub.mqtt.discovery import MIGRATE_DISCOVERY, Discovery, unique_ids
 from sensorhub.mqtt.outbox import DEFAULT_MAX_MESSAGES, Outbox
 from sensorhub.mqtt.settings import BrokerSettings
 from sensorhub.mqtt.topics import TopicTree
@@ -155,7 +155,10 @@ class MqttPublisher:
         self._dirty: dict[str, bool] = {}  # topic -> urgent (else rate-limited)
         self._retained_sent_at: dict[str, float] = {}
         self._retained_ready = asyncio.Event()
-        self._discovery_topics: dict[str, None] = {}
+        self._discovery_topics: dict[str, set[str]] = {}  # device config -> its unique_ids
+        # Old per-entity configs found on the broker: topic -> unique_id ("" to clear only).
+        self._legacy: dict[str, str] = {}
+        self._legacy_ready = asyncio.Event()
         self._athletes: dict[str, dict[str, Any]] = {}
         self._sensors: dict[str, tuple[Record, float]] = {}  # address -> (last sent, when)
         # Live: latest (payload, monotonic time) per topic.
@@ -192,7 +195,7 @@ class MqttPublisher:
             self._outbox_ready.set()
         self._set_hub_status()
         if self._discovery is not None:
-            self._add_discovery(self._discovery.hub())
+            self._add_discovery(*self._discovery.hub())
         self._runner = asyncio.create_task(self._run(), name="mqtt publisher")
         return self
 
@@ -297,7 +300,7 @@ class MqttPublisher:
                 return
         elif self._discovery is not None:
             self._add_discovery(
-                self._discovery.sensor(
+                *self._discovery.sensor(
                     address,
                     role=str(record.get("role") or ""),
                     athlete=str(record.get("athlete") or ""),
@@ -311,9 +314,14 @@ class MqttPublisher:
         self._sensors.pop(address, None)
         self._set_retained(self.topics.sensor_status(address), b"", urgent=True)
         if self._discovery is not None:
-            for topic in self._discovery.sensor_topics(address):
-                self._discovery_topics.pop(topic, None)
-                self._set_retained(topic, b"", urgent=True)
+            topic = self._discovery.sensor_topic(address)
+            self._discovery_topics.pop(topic, None)
+            self._set_retained(topic, b"", urgent=True)
+            # Its entities from before device discovery go too, not back to the old form.
+            prefix = self._discovery.sensor_unique_id_prefix(address)
+            for old in [t for t, uid in self._legacy.items() if uid.startswith(prefix)]:
+                self._legacy[old] = ""
+            self._legacy_ready.set()
 
     def set_hub_info(self, **fields: Any) -> None:
         """Add to (or change) the hub status, e.g. ``session_id``; republished retained."""
@@ -362,7 +370,7 @@ class MqttPublisher:
             "load_kg": None,
         }
         if self._discovery is not None:
-            self._add_discovery(self._discovery.athlete(athlete))
+            self._add_discovery(*self._discovery.athlete(athlete))
 
     def _update_state(
         self, athlete: str, record: Record, *, urgent: bool = False, **fields: Any
@@ -389,10 +397,10 @@ class MqttPublisher:
             status |= {"ts": iso(t), "t": t}
         return _json(status)
 
-    def _add_discovery(self, configs: list[tuple[str, dict[str, Any]]]) -> None:
-        for topic, payload in configs:
-            self._discovery_topics[topic] = None
-            self._set_retained(topic, _json(payload), urgent=True)
+    def _add_discovery(self, topic: str, payload: dict[str, Any]) -> None:
+        self._discovery_topics[topic] = unique_ids(payload)
+        self._set_retained(topic, _json(payload), urgent=True)
+        self._legacy_ready.set()  # it may be what an old per-entity config waits for
 
     def _set_retained(self, topic: str, payload: bytes, *, urgent: bool) -> None:
         self._retained[topic] = payload
@@ -545,6 +553,11 @@ class MqttPublisher:
             self._mark_retained_dirty(discovery_only=False)
             if self._retained[self.topics.hub_status] == online:
                 del self._dirty[self.topics.hub_status]
+            if self._discovery is not None:
+                # First, so that the broker's retained old configs have all come in when
+                # the subscriptions below are acknowledged, before any device config goes.
+                self._legacy.clear()
+                await client.subscribe(self._discovery.legacy_filter, qos=1)
             # MQTT 5 can show the hub a retained command as such even when it arrives live,
             # so it is refused at once rather than carried out now and refused later.
             if v5:
@@ -561,6 +574,7 @@ class MqttPublisher:
                     tasks.create_task(self._send_outbox(client), name="mqtt outbox"),
                     tasks.create_task(self._send_live(client), name="mqtt live"),
                     tasks.create_task(self._send_replies(client), name="mqtt replies"),
+                    tasks.create_task(self._move_legacy_discovery(client), name="mqtt migrate"),
                 ]
                 tasks.create_task(self._close_when_stopped(client, senders), name="mqtt shutdown")
 
@@ -642,6 +656,9 @@ class MqttPublisher:
                     continue
                 payload = self._retained[topic]
                 del self._dirty[topic]
+                if self._waits_for_move(topic):
+                    self._legacy_ready.set()  # it goes out with the move, in between
+                    continue
                 await client.publish(topic, payload, qos=1, retain=True, timeout=PUBLISH_TIMEOUT_S)
                 self._counts["published"] += 1
                 self._retained_sent_at[topic] = time.monotonic()
@@ -691,6 +708,46 @@ class MqttPublisher:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._live_ready.wait(), timeout=wait)
 
+    def _waits_for_move(self, topic: str) -> bool:
+        """Whether a device config holds entities whose old per-entity config is still up."""
+        ids = self._discovery_topics.get(topic, set())
+        return not ids.isdisjoint(self._legacy.values())
+
+    async def _move_legacy_discovery(self, client: aiomqtt.Client) -> None:
+        """Move entities from their old per-entity configs onto the device configs.
+
+        In the order Home Assistant documents: ``migrate_discovery`` on each old topic (the
+        entity is unloaded, its registry entry kept), the device config with the same
+        ``unique_id`` (it comes back with its history), then the old topic cleared. An
+        old config whose entity this hub does not announce (an athlete not seen since
+        the start) waits until it does: the entity keeps working meanwhile.
+        """
+        while True:
+            self._legacy_ready.clear()
+            announced = set().union(*self._discovery_topics.values())
+            due = {t: uid for t, uid in self._legacy.items() if not uid or uid in announced}
+            if not due:
+                await self._legacy_ready.wait()
+                continue
+            moving = {uid for uid in due.values() if uid}
+            for topic, uid in due.items():
+                if uid:
+                    await self._publish_retained(client, topic, MIGRATE_DISCOVERY)
+            for topic, ids in list(self._discovery_topics.items()):
+                if not ids.isdisjoint(moving):
+                    self._dirty.pop(topic, None)
+                    await self._publish_retained(client, topic, self._retained[topic])
+            for topic in due:
+                await self._publish_retained(client, topic, b"")
+                self._legacy.pop(topic, None)
+            if moving:
+                log.info("MQTT: moved %d Home Assistant entities to device discovery", len(moving))
+
+    async def _publish_retained(self, client: aiomqtt.Client, topic: str, payload: bytes) -> None:
+        await client.publish(topic, payload, qos=1, retain=True, timeout=PUBLISH_TIMEOUT_S)
+        self._counts["published"] += 1
+        self._retained_sent_at[topic] = time.monotonic()
+
     async def _send_replies(self, client: aiomqtt.Client) -> None:
         while True:
             self._replies_ready.clear()
@@ -728,12 +785,19 @@ class MqttPublisher:
             topic = message.topic
         except UnicodeDecodeError:
             return  # no topic of ours
-        if self._discovery is not None and topic == self._discovery.birth_topic:
+        if topic == self.topics.commands:
+            self._intake.take(message)
+        elif self._discovery is None:
+            return
+        elif topic == self._discovery.birth_topic:
             if message.payload.strip() == b"online":
                 log.info("MQTT: Home Assistant is online; sending discovery again")
                 self._mark_retained_dirty(discovery_only=True)
-        elif topic == self.topics.commands:
-            self._intake.take(message)
+        elif message.retain:  # what the broker held, not our own move passing by
+            unique_id = self._discovery.legacy_unique_id(topic, bytes(message.payload))
+            if unique_id is not None:
+                self._legacy[topic] = unique_id
+                self._legacy_ready.set()
 
     async def _command_worker(self) -> None:
         """Carry out commands one at a time, in the order they came."""
