@@ -126,7 +126,11 @@ async def test_a_retained_stop_session_does_not_stop_a_session_started_later(
 
     async with (
         broker,
-        subscribe(broker.port, REPLIES, reconnect=True) as replies,
+        # A session the broker keeps through its restart: a reply sent before this
+        # subscriber is back is held for it, not lost (the hub and it race to reconnect).
+        subscribe(
+            broker.port, REPLIES, reconnect=True, client_id="replies", clean_session=False
+        ) as replies,
         Radio.on_virtual_radio(VirtualRadio(), state_dir=state) as radio,
         Service(config, radio=radio, mqtt_reconnect_delay_s=(0.1, 0.5)) as service,
     ):
