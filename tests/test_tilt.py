@@ -25,6 +25,7 @@ from sensorhub.analysis.tilt import (
     estimate_tilt,
     rep_tilt,
 )
+from sensorhub.errors import SensorhubError
 
 G = 9.80665
 # Tilt RMSE over the rep windows of the cases below: 0.19-0.32°. Across 48 other
@@ -441,8 +442,9 @@ def test_a_missed_neutral_window_is_an_error_of_its_own_and_can_be_set_again() -
     rec = recording("preset-hip_thrust-200")
     late = rec.t >= 1.0
     analyzer = AthleteAnalyzer("Ada", "hip_thrust", {"pelvis": rec.fs}, neutral_window=(0.0, 0.5))
-    with pytest.raises(NeutralWindowError, match="holds 0 samples"):
+    with pytest.raises(NeutralWindowError, match="holds 0 samples") as raised:
         analyzer.feed_imu("pelvis", rec.t[late][:200], rec.accel[late][:200], rec.gyro[late][:200])
+    assert isinstance(raised.value, SensorhubError)  # the CLI and the hub catch only those
     start = float(rec.t[late][200])
     analyzer.recalibrate_tilt((start, start + 1.5))  # still inside the opening bridge
     t, accel, gyro = rec.t[late][200:], rec.accel[late][200:], rec.gyro[late][200:]

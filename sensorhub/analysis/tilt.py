@@ -83,6 +83,7 @@ from sensorhub.analysis.orientation import (
     vector_norm,
     windows,
 )
+from sensorhub.errors import SensorhubError
 
 __all__ = [
     "ANTERIOR_TILT_LIMIT_DEG",
@@ -124,7 +125,7 @@ _MIN_WINDOW_SAMPLES: Final = 10
 _UP: Final = np.array([0.0, 0.0, 1.0])
 
 
-class NeutralWindowError(ValueError):
+class NeutralWindowError(SensorhubError, ValueError):
     """The neutral window passed with too few samples in it (the sensor was away).
 
     The estimator cannot go on without a neutral: give it a new window (or a stored
