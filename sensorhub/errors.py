@@ -19,6 +19,11 @@ class BluetoothError(SensorhubError):
     """The radio or a sensor did not do what was asked (wraps bleak's and Bumble's errors)."""
 
 
+class RadioLostError(BluetoothError):
+    """The hub's own radio went away (its transport closed, its controller stopped
+    answering, the OS adapter vanished): no sensor's fault. The hub reopens it."""
+
+
 class SensorNotFoundError(BluetoothError):
     """No sensor answered at that address: out of range, off, or connected elsewhere."""
 

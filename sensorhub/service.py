@@ -167,10 +167,16 @@ class Service:
                     live_rate_hz=config.live_rate_hz,
                     discovery_prefix=config.discovery_prefix if config.discovery else None,
                     on_command=self.handle_command,
-                    hub_info={"version": __version__, "session_id": None},
+                    hub_info={
+                        "version": __version__,
+                        "session_id": None,
+                        **_radio_info(self._radio),
+                    },
                     reconnect_delay_s=self._mqtt_reconnect_delay_s,
                 )
             )
+            self._radio.add_listener(self._on_radio)
+            self._stack.callback(self._radio.remove_listener, self._on_radio)
             self._announce_cut_off()
             self.hub = await self._stack.enter_async_context(
                 Hub(
@@ -435,6 +441,10 @@ class Service:
             "velocity_loss_alert_pct": self.config.velocity_loss_alert_pct,
         }
 
+    def _on_radio(self, radio: Radio) -> None:
+        """Say on the hub status whether the radio is there (the links say the rest)."""
+        self.publisher.set_hub_info(**_radio_info(radio))
+
     def _on_status(self, status: SensorStatus) -> None:
         record = sensor_status_record(status)
         self.publisher.publish_sensor_status(record)
@@ -591,6 +601,11 @@ def freeze_startup_heap() -> None:
     """
     gc.collect()
     gc.freeze()
+
+
+def _radio_info(radio: Radio) -> dict[str, Any]:
+    """The hub status's radio fields: ``radio`` (ready or lost) and why it is lost."""
+    return {"radio": str(radio.state), "radio_error": radio.lost_reason}
 
 
 def _session_record(

@@ -12,14 +12,17 @@ from collections.abc import AsyncIterator
 
 
 @contextlib.asynccontextmanager
-async def emulate(*args: str) -> AsyncIterator[tuple[int, asyncio.subprocess.Process]]:
+async def emulate(
+    *args: str, port: int = 0
+) -> AsyncIterator[tuple[int, asyncio.subprocess.Process]]:
+    """``sensorhub emulate`` in a process of its own, listening on ``port`` (0: a free one)."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "sensorhub",
         "emulate",
         "--hci",
-        "tcp-server:127.0.0.1:0",
+        f"tcp-server:127.0.0.1:{port}",
         *args,
         stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},

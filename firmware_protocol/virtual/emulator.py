@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from bumble import keys
 
 from firmware_protocol.control import SensorConfig
 from firmware_protocol.frames import SensorKind
@@ -99,6 +100,7 @@ class Emulator:
         clock: Callable[[], float] = time.monotonic,
         athletes: int = 1,
         pairing_window_s: float = 0.0,
+        bonds: Path | None = None,
     ) -> None:
         if not 1 <= athletes <= 1000:
             raise ValueError(f"athletes = {athletes}: give 1 to 1000 copies of the athlete")
@@ -106,6 +108,9 @@ class Emulator:
             raise ValueError(f"pairing_window_s = {pairing_window_s}: give 0 or more seconds")
         self.pairing_window_s = pairing_window_s
         """Every sensor accepts new bonds this long after power-on, bonded or not."""
+        self.bonds = bonds
+        """The sensors keep their bonds in this JSON file (None: in memory, lost on exit),
+        as real sensors keep theirs in flash: a restarted emulator's sensors know their hubs."""
         self.scenario = scenario
         self.seed = seed
         self.radio = radio or VirtualRadio()
@@ -171,6 +176,8 @@ class Emulator:
                 ImuSimulator(self.trajectory, body, mounting=mounting, rng=sensor_rng)
             )
         device = self.radio.new_device(name=profile.display_name, address=profile.address)
+        if self.bonds is not None:
+            device.keystore = keys.JsonKeyStore(profile.address, str(self.bonds))
         firmware = VirtualSensor(
             profile,
             device,

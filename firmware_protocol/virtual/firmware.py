@@ -278,6 +278,8 @@ class VirtualSensor:
         )
         device.on(device.EVENT_CONNECTION, self._on_connection)
         await device.power_on()
+        # A bond kept from before power-on ends pairing mode, as a first bond does.
+        self._bonded = device.keystore is not None and bool(await device.keystore.get_all())
         await self._advertise()
         self._runner = asyncio.create_task(self._run(), name=f"{self.profile.display_name}")
         return self

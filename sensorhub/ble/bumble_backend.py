@@ -37,7 +37,7 @@ from bumble.controller import Controller
 from bumble.core import AdvertisingData, BaseBumbleError, ProtocolError
 from bumble.device import Advertisement, Connection, Device, Peer
 from bumble.gatt_client import CharacteristicProxy, DescriptorProxy
-from bumble.hci import Address, HCI_Error, HCI_ErrorCode
+from bumble.hci import Address, HCI_Error, HCI_ErrorCode, HCI_Read_BD_ADDR_Command
 from bumble.transport import open_transport
 from bumble.transport.common import AsyncPipeSink, Transport
 
@@ -191,20 +191,54 @@ class BumbleHost:
         return cls(device)
 
     async def __aenter__(self) -> BumbleHost:
+        await self.power_on()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def power_on(self) -> None:
+        """Reset the controller and set it up (the caller bounds the wait)."""
         try:
             await self.device.power_on()
         except (BaseBumbleError, HCI_Error, OSError) as exc:
             raise BleakError(f"Bluetooth controller did not start: {exc}") from exc
-        return self
 
-    async def __aexit__(self, *exc_info: object) -> None:
+    async def close(self) -> None:
+        """Disconnect every sensor, then close the transport."""
         for connection in list(self.device.connections.values()):
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(2.0):
                     await connection.disconnect()
+        await self.abandon()
+
+    async def abandon(self) -> None:
+        """Close the transport at once, with no goodbyes: a lost radio answers none."""
         if self._transport is not None:
             with contextlib.suppress(Exception):
                 await self._transport.close()
+
+    @property
+    def transport_closed(self) -> asyncio.Future[None] | None:
+        """Done once the transport has closed under us (None: no transport, nothing to close)."""
+        if self._transport is None:
+            return None
+        return self._transport.source.terminated
+
+    async def probe(self, *, timeout: float) -> None:
+        """Ask the controller for its BD_ADDR; BleakError if no answer comes within ``timeout``.
+
+        Bumble never notices a controller that stopped answering: a scan just hears
+        nothing, and a command waits for ever. Any answer, even an error status, shows
+        the controller is alive.
+        """
+        try:
+            async with asyncio.timeout(timeout):
+                await self.device.host.send_sync_command_raw(HCI_Read_BD_ADDR_Command())
+        except TimeoutError:
+            raise BleakError(f"the Bluetooth controller did not answer for {timeout:g} s") from None
+        except (BaseBumbleError, HCI_Error, OSError) as exc:
+            raise BleakError(f"the Bluetooth controller failed: {exc!r}") from exc
 
     # Scanning is shared: it runs while any scanner (or a link waiting for its sensor)
     # wants it, and every listener hears every advertisement.

@@ -53,7 +53,7 @@ from sensorhub.ble.accounting import FrameVerdict, StreamAccounting
 from sensorhub.ble.clock import SensorClock
 from sensorhub.ble.control import ControlPoint
 from sensorhub.ble.radio import Radio
-from sensorhub.errors import BluetoothError, BondLostError, SensorNotFoundError
+from sensorhub.errors import BluetoothError, BondLostError, RadioLostError, SensorNotFoundError
 from sensorhub.registry import RegisteredSensor
 
 log = logging.getLogger(__name__)
@@ -376,9 +376,13 @@ class SensorLink:
     async def _run(self) -> None:
         while True:
             try:
-                device = await self._find()
-                await self._session(device)
+                await self.radio.while_ready(self._attempt, name=f"link {self.address} attempt")
                 self.last_error = "link lost"
+                delay = 0.0
+            except RadioLostError as exc:
+                # Not the sensor's doing: no back-off, and nothing to log per link (the
+                # radio says it once); the next attempt waits until the radio is back.
+                self.last_error = str(exc)
                 delay = 0.0
             except (
                 BleakError,
@@ -394,6 +398,8 @@ class SensorLink:
                 delay = self._backoff.next(error)
                 log.info("%s: %s; retrying in %.1f s", self.address, self.last_error, delay)
             self.reconnects += 1
+            if self.state is LinkState.BACKING_OFF:
+                self._emit_status()  # the session's end said so already; now with why
             self._set_state(LinkState.BACKING_OFF)
             await asyncio.sleep(delay)
 
@@ -410,6 +416,11 @@ class SensorLink:
                 shlex.quote(sensor.athlete),
             )
         self._bond_lost = lost
+
+    async def _attempt(self) -> None:
+        """Find the sensor and stream from it until the link ends."""
+        device = await self._find()
+        await self._session(device)
 
     async def _find(self) -> BLEDevice:
         """Wait until the sensor advertises (it is away until then: no point connecting)."""
@@ -449,6 +460,9 @@ class SensorLink:
             await self._supervise(control, disconnected)
         finally:
             control.cancel_all()
+            # Not streaming from here on, though the disconnect can take its time (up
+            # to CONNECT_TIMEOUT_S on a radio that stopped answering).
+            self._set_state(LinkState.BACKING_OFF)
             await _disconnect(client)
 
     async def _start_streaming(self, client: BleakClient, control: ControlPoint) -> None:

@@ -82,6 +82,14 @@ def add_parser(commands: Any) -> None:
         "(default 0: until its first bond; SIGUSR1 puts every sensor in pairing mode for a "
         "minute, as its button would)",
     )
+    parser.add_argument(
+        "--bonds",
+        type=Path,
+        metavar="FILE",
+        help="keep the sensors' bonds in this JSON file, as real sensors keep them in flash: "
+        "sensors of an emulator restarted with the same seed still know their hubs "
+        "(default: in memory, forgotten on exit)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no status lines")
     parser.set_defaults(run=run)
 
@@ -100,6 +108,7 @@ async def run(args: argparse.Namespace) -> int:
         bar_velocity=args.bar_velocity,
         athletes=args.athletes,
         pairing_window_s=args.pairing_window,
+        bonds=args.bonds,
     )
     say = (lambda *_: None) if args.quiet else _printer()
     stop = asyncio.Event()
