@@ -340,7 +340,6 @@ def test_a_read_only_state_dir_is_a_clear_error_and_still_readable(tmp_path: Pat
 DISK_FULL_PROBE = """
 import resource, signal, sys
 from pathlib import Path
-from sensorhub.errors import StateError
 from sensorhub.store import SessionStore
 from tests.test_store import SENSOR, ADA, frame_batch
 
@@ -351,19 +350,29 @@ for i in range(200):
 store.commit()
 # From here the file may not grow: the disk is full.
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
 size = Path(sys.argv[1] + "-wal").stat().st_size
-resource.setrlimit(resource.RLIMIT_FSIZE, (size + 20000, size + 20000))
-try:
-    for i in range(200, 100000):
-        store.add_batch(session_id, SENSOR, frame_batch(i))
-        if i % 50 == 0:
-            store.commit()
-except StateError as exc:
-    print(exc)
+resource.setrlimit(resource.RLIMIT_FSIZE, (size + 20000, hard))
+i = 200
+while store.problem is None or i % 50:
+    store.add_batch(session_id, SENSOR, frame_batch(i))
+    i += 1
+    if i % 50 == 0:
+        store.commit()
+rep = {"type": "rep", "athlete": "Ada", "set_index": 1, "partial": False, "t_end": 1.0}
+store.add_record(session_id, rep)
+print(store.problem["message"])
+print(i, store.problem["held_frames"], store.problem["held_events"], store.counts(session_id))
+# Space returns: closing writes what was held.
+resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+store.close()
 """
 
 
-def test_a_full_disk_is_a_clear_error_and_keeps_what_was_saved(tmp_path: Path) -> None:
+def test_a_full_disk_is_told_and_what_was_held_is_written_when_space_returns(
+    tmp_path: Path,
+) -> None:
+    """A file-size limit (RLIMIT_FSIZE) makes the disk refuse, in a process of its own."""
     path = tmp_path / "sessions.db"
     probe = subprocess.run(
         [sys.executable, "-c", DISK_FULL_PROBE, str(path)],
@@ -373,11 +382,19 @@ def test_a_full_disk_is_a_clear_error_and_keeps_what_was_saved(tmp_path: Path) -
         check=True,
         timeout=60,
     )
-    assert "full" in probe.stdout, probe.stdout + probe.stderr
-    assert str(path) in probe.stdout
-    store = SessionStore(path)  # opens again, as the hub restarting would
-    kept = {int(batch.t[0]) for batch in store.raw_batches(1)}
-    assert set(range(200)) <= kept
+    message, figures = probe.stdout.splitlines()
+    assert "full" in message or "failed" in message, probe.stdout + probe.stderr
+    assert str(path) in message
+    added, held_frames, held_events, counts = figures.split(" ", 3)
+    assert int(held_frames) > 0
+    assert int(held_events) == 1
+    assert counts == "(0, 1)"  # the held rep counts: it will be written
+    assert "takes writes again" in probe.stderr
+    store = SessionStore.open_readonly(path)
+    kept = [int(batch.t[0]) for batch in store.raw_batches(1)]
+    assert kept == list(range(int(added)))  # every frame, in order: none lost, none twice
+    assert len(store.reps(1)) == 1
+    assert store.sessions()[0]["ended"] is not None
     store.close()
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
