@@ -44,16 +44,3 @@ def state_error(path: Path, doing: str, exc: sqlite3.Error | OSError) -> StateEr
     if "locked" in lowered or "busy" in lowered:
         return StateError(f"cannot {doing}: {path} is busy in another process ({text}); try again")
     return StateError(f"session store {path}: cannot {doing}: {text}")
-
-
-_REFUSED_BY_DISK = frozenset({sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR})
-
-
-def disk_refused(exc: sqlite3.Error) -> bool:
-    """Whether the disk refused a write (full, past a file-size limit, failing).
-
-    Such a write is good and worth making again once there is space; any other error is
-    the write's own (by SQLite's primary result code, not the message).
-    """
-    code = getattr(exc, "sqlite_errorcode", None)
-    return isinstance(code, int) and code & 0xFF in _REFUSED_BY_DISK

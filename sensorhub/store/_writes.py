@@ -23,7 +23,8 @@ from typing import Any, Final
 
 from sensorhub.errors import StateError
 from sensorhub.records import iso
-from sensorhub.store._errors import disk_refused, state_error
+from sensorhub.state import disk_refused
+from sensorhub.store._errors import state_error
 from sensorhub.store._hold import HeldWrite, WriteHold
 
 __all__ = ["HOLD_RETRY_S", "StoreWrites"]
