@@ -354,18 +354,6 @@ class SessionStore:
         if self._closed:
             raise StateError(f"cannot {doing}: the session store {self.path} is closed")
 
-    @contextlib.contextmanager
-    def _writing(self, doing: str) -> Iterator[sqlite3.Connection]:
-        self._check_writable(doing)
-        try:
-            if not self._conn.in_transaction:
-                self._conn.execute("BEGIN")
-            yield self._conn
-        except sqlite3.Error as exc:
-            if not self._conn.in_transaction:
-                self._forget_ids()  # SQLite rolled the transaction back (disk full, I/O)
-            raise state_error(self.path, doing, exc) from exc
-
     def _execute(self, sql: str, parameters: tuple[Any, ...] = ()) -> sqlite3.Cursor:
         try:
             return self._conn.execute(sql, parameters)
@@ -453,16 +441,25 @@ class SessionStore:
         cannot be checked against the session's athletes is not taken.
         """
         check_load(athlete, load_kg)
+        self._check_writable("set the load")
         if (refused := self._writes.refused) is not None:
             raise StateError(f"{refused}; the load is not changed")
-        with self._writing("set the load") as conn:
-            updated = conn.execute(
+        in_session = self._execute(
+            "SELECT 1 FROM session_athletes WHERE session_id = ? AND "
+            "athlete_id = (SELECT id FROM athletes WHERE name = ?)",
+            (session_id, athlete),
+        ).fetchone()
+        if in_session is None:
+            raise ConfigError(f"athlete {athlete!r} is not in session {session_id}")
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute(
                 "UPDATE session_athletes SET load_kg = ? WHERE session_id = ? AND "
                 "athlete_id = (SELECT id FROM athletes WHERE name = ?)",
                 (load_kg, session_id, athlete),
-            ).rowcount
-        if not updated:
-            raise ConfigError(f"athlete {athlete!r} is not in session {session_id}")
+            )
+
+        self._write(HeldWrite("session", session_id, run, Worth.SESSION, 128, "set the load"))
 
     def add_batch(self, session_id: int, sensor: RegisteredSensor, batch: SensorBatch) -> None:
         """Keep one data frame as it came off the radio, with its samples' hub times."""
