@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -343,7 +344,7 @@ from pathlib import Path
 from sensorhub.store import SessionStore
 from tests.test_store import SENSOR, ADA, frame_batch
 
-store = SessionStore(Path(sys.argv[1]))
+store = SessionStore(Path(sys.argv[1]), hold_bytes=int(sys.argv[2]))
 session_id = store.start_session(athletes=ADA, sensors=[SENSOR], clock_offset_s=0.0)
 for i in range(200):
     store.add_batch(session_id, SENSOR, frame_batch(i))
@@ -354,15 +355,20 @@ soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
 size = Path(sys.argv[1] + "-wal").stat().st_size
 resource.setrlimit(resource.RLIMIT_FSIZE, (size + 20000, hard))
 i = 200
+rep = {"type": "rep", "athlete": "Ada", "set_index": 1, "partial": False, "t_end": 1.0}
 while store.problem is None or i % 50:
     store.add_batch(session_id, SENSOR, frame_batch(i))
     i += 1
     if i % 50 == 0:
         store.commit()
-rep = {"type": "rep", "athlete": "Ada", "set_index": 1, "partial": False, "t_end": 1.0}
 store.add_record(session_id, rep)
-print(store.problem["message"])
-print(i, store.problem["held_frames"], store.problem["held_events"], store.counts(session_id))
+end = i + int(sys.argv[3])
+for j in range(i, end):  # more frames behind the rep
+    store.add_batch(session_id, SENSOR, frame_batch(j))
+problem = store.problem
+print(problem["message"])
+print(i, problem["held_frames"], problem["held_events"], problem["dropped_frames"])
+print(end, store.counts(session_id))
 # Space returns: closing writes what was held.
 resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
 store.close()
@@ -374,28 +380,66 @@ def test_a_full_disk_is_told_and_what_was_held_is_written_when_space_returns(
 ) -> None:
     """A file-size limit (RLIMIT_FSIZE) makes the disk refuse, in a process of its own."""
     path = tmp_path / "sessions.db"
-    probe = subprocess.run(
-        [sys.executable, "-c", DISK_FULL_PROBE, str(path)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        check=True,
-        timeout=60,
-    )
-    message, figures = probe.stdout.splitlines()
-    assert "full" in message or "failed" in message, probe.stdout + probe.stderr
+    message, held, written = disk_full_probe(path, hold_bytes=64 << 20, frames_after=0)
+    assert "full" in message or "failed" in message, message
     assert str(path) in message
-    added, held_frames, held_events, counts = figures.split(" ", 3)
-    assert int(held_frames) > 0
-    assert int(held_events) == 1
-    assert counts == "(0, 1)"  # the held rep counts: it will be written
-    assert "takes writes again" in probe.stderr
+    assert held["frames"] > 0
+    assert held["events"] == 1
+    assert held["dropped"] == 0
+    assert written["counts"] == "(0, 1)"  # the held rep counts: it will be written
+    (back,) = [line for line in written["log"] if "takes writes again" in line]
+    assert f"{held['frames']} raw frames" in back
+    assert "1 reps" in back
+    assert back.endswith("let go to bound memory: nothing")
     store = SessionStore.open_readonly(path)
     kept = [int(batch.t[0]) for batch in store.raw_batches(1)]
-    assert kept == list(range(int(added)))  # every frame, in order: none lost, none twice
+    assert kept == list(range(written["added"]))  # every frame, in order: none lost or twice
     assert len(store.reps(1)) == 1
     assert store.sessions()[0]["ended"] is not None
     store.close()
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     conn.close()
+
+
+def disk_full_probe(
+    path: Path, *, hold_bytes: int, frames_after: int
+) -> tuple[str, dict[str, int], dict[str, Any]]:
+    """Run :data:`DISK_FULL_PROBE`: its problem message, what it held, what it wrote."""
+    probe = subprocess.run(
+        [sys.executable, "-c", DISK_FULL_PROBE, str(path), str(hold_bytes), str(frames_after)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+        timeout=60,
+    )
+    message, figures, end = probe.stdout.splitlines()
+    refused_at, frames, events, dropped = (int(n) for n in figures.split())
+    added, counts = end.split(" ", 1)
+    held = {"refused_at": refused_at, "frames": frames, "events": events, "dropped": dropped}
+    return message, held, {"added": int(added), "counts": counts, "log": probe.stderr.splitlines()}
+
+
+def test_past_its_memory_bound_a_full_disk_lets_the_oldest_frames_go_and_keeps_the_rep(
+    tmp_path: Path,
+) -> None:
+    """A file-size limit (RLIMIT_FSIZE) as above; the hold may keep about 60 frames."""
+    path = tmp_path / "sessions.db"
+    _message, held, written = disk_full_probe(path, hold_bytes=30_000, frames_after=300)
+    assert held["dropped"] > 0
+    assert held["events"] == 1
+    assert written["counts"] == "(0, 1)"
+    (back,) = [line for line in written["log"] if "takes writes again" in line]
+    assert f"let go to bound memory: {held['dropped']} raw frames" in back
+    assert sum("the oldest raw frames are let go" in line for line in written["log"]) == 1
+    store = SessionStore.open_readonly(path)
+    kept = [int(batch.t[0]) for batch in store.raw_batches(1)]
+    assert len(store.reps(1)) == 1  # the rep outlived every frame that came before it
+    store.close()
+    # Those written before the refusal, then the newest held: the oldest went first.
+    assert kept == sorted(kept)
+    assert len(kept) == written["added"] - held["dropped"]
+    assert kept[-held["frames"] :] == list(
+        range(written["added"] - held["frames"], written["added"])
+    )
