@@ -66,7 +66,7 @@ class RecordSink(Protocol):
 
 @dataclass
 class SessionInfo:
-    """The session being recorded."""
+    """The session being recorded; ``reps`` and ``sets`` are counted by the store as it ends."""
 
     id: int
     started_unix: float
@@ -129,6 +129,8 @@ class Service:
         self._athletes: dict[str, _Athlete] = {}
         self._loads: dict[str, float | None] = {}
         self._complained: dict[str, float] = {}
+        self._storage_shown: dict[str, Any] | None = None  # the problem on the hub status
+        self._storage_shown_at = -math.inf
         self.broker_url = ""
         self.broker_display = ""
         """The broker's URL without its password, for people."""
@@ -170,6 +172,7 @@ class Service:
                     hub_info={
                         "version": __version__,
                         "session_id": None,
+                        "problems": {},
                         **_radio_info(self._radio),
                     },
                     reconnect_delay_s=self._mqtt_reconnect_delay_s,
@@ -229,6 +232,7 @@ class Service:
                 last_status = now
                 for status in self.hub.statuses():
                     self._on_status(status)
+            self._show_storage_problem(now)
 
     # Sessions ---------------------------------------------------------------------------
 
@@ -269,6 +273,8 @@ class Service:
             self._emit(athlete.analyzer.flush())
         self._athletes.clear()
         self.store.end_session(session.id)
+        # What the store holds, written or waiting for the disk: never a rep it lost.
+        session.sets, session.reps = self.store.counts(session.id)
         self._publish_session("stopped")
         self.session = None
         self.publisher.set_hub_info(session_id=None)
@@ -466,16 +472,49 @@ class Service:
                         self.store.add_record(session.id, record)
                     except SensorhubError as exc:
                         self._complain("store", f"cannot record a {record['type']}: {exc}")
-                if record["type"] == "rep" and not record["partial"]:
-                    session.reps += 1
-                elif record["type"] == "set":
-                    session.sets += 1
             try:
                 self.publisher.publish_record(record)
             except SensorhubError as exc:  # the outbox's disk is full or gone
                 self._complain("publish", f"cannot publish a {record['type']}: {exc}")
             if self.view is not None:
                 self.view.on_record(record)
+
+    def _storage_problem(self) -> dict[str, Any] | None:
+        """The store's and the outbox's disk trouble as one ``storage`` problem, or None.
+
+        Both live in the state directory, so one full disk is one problem; its counts say
+        what waits in memory and what was let go (schema ``hub_status``).
+        """
+        store = self.store.problem
+        mqtt = self.publisher.stats
+        if store is None and mqtt["outbox_problem"] is None:
+            return None
+        shown = self._storage_shown
+        return {
+            "message": store["message"] if store is not None else mqtt["outbox_problem"],
+            "since": shown["since"] if shown is not None else iso(time.time()),
+            "held_events": store["held_events"] if store is not None else 0,
+            "held_frames": store["held_frames"] if store is not None else 0,
+            "dropped_events": store["dropped_events"] if store is not None else 0,
+            "dropped_frames": store["dropped_frames"] if store is not None else 0,
+            "mqtt_held": mqtt["queued_in_memory"],
+            "mqtt_dropped": mqtt["dropped_from_memory"],
+        }
+
+    def _show_storage_problem(self, now: float) -> None:
+        """State a ``storage`` problem on the hub status while a disk refuses writes.
+
+        At once when it begins, ends or changes its message; its counts at most every
+        :data:`STATUS_EVERY_S` (the status is retained: one per tick would flood).
+        """
+        problem, shown = self._storage_problem(), self._storage_shown
+        if problem == shown:
+            return
+        news = problem is None or shown is None or problem["message"] != shown["message"]
+        if not news and now - self._storage_shown_at < STATUS_EVERY_S:
+            return
+        self._storage_shown, self._storage_shown_at = problem, now
+        self.publisher.set_hub_info(problems={} if problem is None else {"storage": problem})
 
     def _complain(self, what: str, message: str, *, trace: bool = False) -> None:
         """Log a failure that repeats with every batch once, then at most every 10 s."""

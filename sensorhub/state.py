@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sqlite3
 import stat
 import sys
 import tempfile
@@ -174,3 +175,16 @@ def _write_synced(path: Path, text: str, flags: int) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+_REFUSED_BY_DISK = frozenset({sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR})
+
+
+def disk_refused(exc: sqlite3.Error) -> bool:
+    """Whether the disk refused a write (full, past a file-size limit, failing).
+
+    Such a write is good and worth making again once there is space; any other error is
+    the write's own (by SQLite's primary result code, not the message).
+    """
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(code, int) and code & 0xFF in _REFUSED_BY_DISK

@@ -483,3 +483,27 @@ async def test_commands_are_answered_even_after_garbage(
         assert direct.correlation == b"corr-1"
     else:
         assert replies.on("client/inbox") == []
+
+
+def test_the_hub_status_schema_states_a_storage_problem_and_still_takes_older_payloads() -> None:
+    hub_status = schema("hub_status")
+    jsonschema.Draft202012Validator.check_schema(hub_status)
+    before = {"state": "online", "hub": "gym", "version": "0.1.0", "session_id": None}
+    jsonschema.validate(before, hub_status)  # a hub from before the key
+    jsonschema.validate({**before, "problems": {}}, hub_status)
+    storage = {
+        "message": "cannot record a rep: the disk holding /x/sessions.db is full",
+        "since": "2026-11-24T05:01:02.123Z",
+        "held_events": 8,
+        "held_frames": 812,
+        "dropped_events": 0,
+        "dropped_frames": 0,
+        "mqtt_held": 3,
+        "mqtt_dropped": 0,
+    }
+    jsonschema.validate({**before, "problems": {"storage": storage}}, hub_status)
+    for bad in ({**storage, "held_events": -1}, {k: v for k, v in storage.items() if k != "since"}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate({**before, "problems": {"storage": bad}}, hub_status)
+    with pytest.raises(jsonschema.ValidationError):  # any problem says what it is
+        jsonschema.validate({**before, "problems": {"radio": {}}}, hub_status)

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -340,45 +341,105 @@ def test_a_read_only_state_dir_is_a_clear_error_and_still_readable(tmp_path: Pat
 DISK_FULL_PROBE = """
 import resource, signal, sys
 from pathlib import Path
-from sensorhub.errors import StateError
 from sensorhub.store import SessionStore
 from tests.test_store import SENSOR, ADA, frame_batch
 
-store = SessionStore(Path(sys.argv[1]))
+store = SessionStore(Path(sys.argv[1]), hold_bytes=int(sys.argv[2]))
 session_id = store.start_session(athletes=ADA, sensors=[SENSOR], clock_offset_s=0.0)
 for i in range(200):
     store.add_batch(session_id, SENSOR, frame_batch(i))
 store.commit()
 # From here the file may not grow: the disk is full.
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
 size = Path(sys.argv[1] + "-wal").stat().st_size
-resource.setrlimit(resource.RLIMIT_FSIZE, (size + 20000, size + 20000))
-try:
-    for i in range(200, 100000):
-        store.add_batch(session_id, SENSOR, frame_batch(i))
-        if i % 50 == 0:
-            store.commit()
-except StateError as exc:
-    print(exc)
+resource.setrlimit(resource.RLIMIT_FSIZE, (size + 20000, hard))
+i = 200
+rep = {"type": "rep", "athlete": "Ada", "set_index": 1, "partial": False, "t_end": 1.0}
+while store.problem is None or i % 50:
+    store.add_batch(session_id, SENSOR, frame_batch(i))
+    i += 1
+    if i % 50 == 0:
+        store.commit()
+store.add_record(session_id, rep)
+end = i + int(sys.argv[3])
+for j in range(i, end):  # more frames behind the rep
+    store.add_batch(session_id, SENSOR, frame_batch(j))
+problem = store.problem
+print(problem["message"])
+print(i, problem["held_frames"], problem["held_events"], problem["dropped_frames"])
+print(end, store.counts(session_id))
+# Space returns: closing writes what was held.
+resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+store.close()
 """
 
 
-def test_a_full_disk_is_a_clear_error_and_keeps_what_was_saved(tmp_path: Path) -> None:
+def test_a_full_disk_is_told_and_what_was_held_is_written_when_space_returns(
+    tmp_path: Path,
+) -> None:
+    """A file-size limit (RLIMIT_FSIZE) makes the disk refuse, in a process of its own."""
     path = tmp_path / "sessions.db"
+    message, held, written = disk_full_probe(path, hold_bytes=64 << 20, frames_after=0)
+    assert "full" in message or "failed" in message, message
+    assert str(path) in message
+    assert held["frames"] > 0
+    assert held["events"] == 1
+    assert held["dropped"] == 0
+    assert written["counts"] == "(0, 1)"  # the held rep counts: it will be written
+    (back,) = [line for line in written["log"] if "takes writes again" in line]
+    assert f"{held['frames']} raw frames" in back
+    assert "1 reps" in back
+    assert back.endswith("let go to bound memory: nothing")
+    store = SessionStore.open_readonly(path)
+    kept = [int(batch.t[0]) for batch in store.raw_batches(1)]
+    assert kept == list(range(written["added"]))  # every frame, in order: none lost or twice
+    assert len(store.reps(1)) == 1
+    assert store.sessions()[0]["ended"] is not None
+    store.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    conn.close()
+
+
+def disk_full_probe(
+    path: Path, *, hold_bytes: int, frames_after: int
+) -> tuple[str, dict[str, int], dict[str, Any]]:
+    """Run :data:`DISK_FULL_PROBE`: its problem message, what it held, what it wrote."""
     probe = subprocess.run(
-        [sys.executable, "-c", DISK_FULL_PROBE, str(path)],
+        [sys.executable, "-c", DISK_FULL_PROBE, str(path), str(hold_bytes), str(frames_after)],
         capture_output=True,
         text=True,
         cwd=ROOT,
         check=True,
         timeout=60,
     )
-    assert "full" in probe.stdout, probe.stdout + probe.stderr
-    assert str(path) in probe.stdout
-    store = SessionStore(path)  # opens again, as the hub restarting would
-    kept = {int(batch.t[0]) for batch in store.raw_batches(1)}
-    assert set(range(200)) <= kept
+    message, figures, end = probe.stdout.splitlines()
+    refused_at, frames, events, dropped = (int(n) for n in figures.split())
+    added, counts = end.split(" ", 1)
+    held = {"refused_at": refused_at, "frames": frames, "events": events, "dropped": dropped}
+    return message, held, {"added": int(added), "counts": counts, "log": probe.stderr.splitlines()}
+
+
+def test_past_its_memory_bound_a_full_disk_lets_the_oldest_frames_go_and_keeps_the_rep(
+    tmp_path: Path,
+) -> None:
+    """A file-size limit (RLIMIT_FSIZE) as above; the hold may keep about 60 frames."""
+    path = tmp_path / "sessions.db"
+    _message, held, written = disk_full_probe(path, hold_bytes=30_000, frames_after=300)
+    assert held["dropped"] > 0
+    assert held["events"] == 1
+    assert written["counts"] == "(0, 1)"
+    (back,) = [line for line in written["log"] if "takes writes again" in line]
+    assert f"let go to bound memory: {held['dropped']} raw frames" in back
+    assert sum("the oldest raw frames are let go" in line for line in written["log"]) == 1
+    store = SessionStore.open_readonly(path)
+    kept = [int(batch.t[0]) for batch in store.raw_batches(1)]
+    assert len(store.reps(1)) == 1  # the rep outlived every frame that came before it
     store.close()
-    with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    conn.close()
+    # Those written before the refusal, then the newest held: the oldest went first.
+    assert kept == sorted(kept)
+    assert len(kept) == written["added"] - held["dropped"]
+    assert kept[-held["frames"] :] == list(
+        range(written["added"] - held["frames"], written["added"])
+    )

@@ -5,7 +5,9 @@ What happens to a record depends on what it is worth:
 
 * reps, sets, alerts and session events go into the on-disk :class:`Outbox` first and
   are published with QoS 1 in ``seq`` order once the broker is there, each deleted only
-  after its PUBACK: a broker away for hours, or a hub restart, loses none of them;
+  after its PUBACK: a broker away for hours, or a hub restart, loses none of them (a
+  disk that refuses them leaves them in the outbox's memory, published all the same,
+  and on disk once it has space);
 * retained state (hub status, sensor status, athlete state, Home Assistant configs)
   keeps only its latest value per topic and is sent again on every connect;
 * live tilt and velocity keep only their latest value per topic and go out with QoS 0 at
@@ -63,6 +65,8 @@ RECONNECT_DELAY_S: Final = (0.5, 30.0)
 """Seconds between connection attempts: the first wait, doubled after each failure up to
 the second; each wait with ±25 % jitter."""
 PROBE_EVERY_S: Final = 1.0
+OUTBOX_RETRY_S: Final = 1.0
+"""While the outbox's disk refuses, moving what waits in memory to disk is tried this often."""
 """While the broker is unreachable, its port is tried this often between attempts."""
 STATE_MIN_INTERVAL_S: Final = 1.0
 """Athlete state changed only by tilt goes out at most once a second (dashboards, HA's recorder)."""
@@ -224,8 +228,17 @@ class MqttPublisher:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self._keep_connected(), name="mqtt connection")
             worker = tasks.create_task(self._command_worker(), name="mqtt commands")
+            retry = tasks.create_task(self._retry_outbox(), name="mqtt outbox retry")
             await self._stopping.wait()
             worker.cancel()
+            retry.cancel()
+
+    async def _retry_outbox(self) -> None:
+        """Give messages the outbox's disk refused a place on disk once it has space."""
+        while True:
+            await asyncio.sleep(OUTBOX_RETRY_S)
+            if self._outbox is not None:
+                self._outbox.retry()
 
     # What the service calls -------------------------------------------------------------
 
@@ -239,15 +252,21 @@ class MqttPublisher:
         """Counters for status views: published, queued (in the outbox), reconnects, drops.
 
         ``commands_waiting`` is how many commands wait now, ``most_commands_waiting`` the
-        most that ever did; ``refused_*`` count commands refused as they arrived.
+        most that ever did; ``refused_*`` count commands refused as they arrived;
+        ``outbox_problem`` says why ``queued_in_memory`` messages wait in memory (the
+        disk refuses them), ``dropped_from_memory`` how many were let go from there.
         """
+        outbox = self._outbox
         return {
             "connected": self._connected,
             **self._counts,
             **self._intake.counts,
             "commands_waiting": self._intake.waiting,
             "most_commands_waiting": self._intake.most_waiting,
-            "queued": len(self._outbox) if self._outbox is not None else 0,
+            "queued": len(outbox) if outbox is not None else 0,
+            "queued_in_memory": outbox.in_memory if outbox is not None else 0,
+            "dropped_from_memory": outbox.dropped if outbox is not None else 0,
+            "outbox_problem": outbox.problem if outbox is not None else None,
             "last_error": self._last_error,
         }
 

@@ -14,6 +14,10 @@ MB within minutes at 40 sensors). While a checkpoint runs, the frames that arriv
 held in memory instead (for :data:`CHECKPOINT_HOLD_S` at most) and written as it ends,
 into a WAL started over.
 
+A full disk loses nothing the hub was told is kept: the writes wait in bounded memory
+and land in order once it takes them again (:mod:`sensorhub.store._writes`), while
+:attr:`SessionStore.problem` says so.
+
 One writer at a time holds ``sessions.db.lock``; readers (``sensorhub sessions``,
 ``export``, ``replay``) open the file read-only, also while the hub records. A session
 whose ``ended`` is null was either being recorded (a writer holds the lock) or cut off
@@ -43,6 +47,7 @@ from sensorhub.records import iso
 from sensorhub.registry import RegisteredSensor
 from sensorhub.state import create_private
 from sensorhub.store._errors import state_error
+from sensorhub.store._hold import DEFAULT_HOLD_BYTES, HeldWrite, Worth
 from sensorhub.store._lock import WriterLock, writer_alive
 from sensorhub.store._rows import (
     athlete_settings,
@@ -52,6 +57,7 @@ from sensorhub.store._rows import (
     statements,
     to_sql,
 )
+from sensorhub.store._writes import StoreWrites
 
 if TYPE_CHECKING:  # the link pulls in the radio stack; the store only names its batch type
     from sensorhub.ble.link import SensorBatch
@@ -75,6 +81,8 @@ CHECKPOINT_HOLD_S: Final = 0.25
 WAL_SIZE_LIMIT_BYTES: Final = 16 * 1024 * 1024
 """The WAL file is cut back to this size when it starts over (``journal_size_limit``)."""
 BUSY_TIMEOUT_MS: Final = 5000
+RECORD_SIZE: Final = 1024
+"""About what a held rep, set or alert takes in memory, in bytes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,23 +101,29 @@ class RawBatch:
 class SessionStore:
     """Sessions in one SQLite file; an async context manager that commits in the background."""
 
-    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+    def __init__(
+        self, path: Path, *, readonly: bool = False, hold_bytes: int = DEFAULT_HOLD_BYTES
+    ) -> None:
         self.path = Path(path)
         self.readonly = readonly
         self._lock: WriterLock | None = None
         self._runner: asyncio.Task[None] | None = None
-        self._failure: StateError | None = None
         self._athlete_ids: dict[str, int] = {}
         self._sensor_ids: dict[str, int] = {}
         self._session_sensor_ids: dict[tuple[int, str], int] = {}
         self._mine: set[int] = set()
         self.batches_without_frame = 0
-        self._held: list[tuple[Any, ...]] | None = None  # frames waiting for a checkpoint
+        self._held: list[HeldWrite] | None = None  # frames waiting for a checkpoint
         self._held_since = 0.0
         self._closed = False
         self.cut_off: tuple[int, ...] = ()
         """Sessions this writer found cut off by a crash when it opened the store."""
         self._conn = self._open_readonly() if readonly else self._open_writer()
+        self._writes = StoreWrites(
+            self._conn, self.path, hold_bytes=hold_bytes, forget_ids=self._forget_ids
+        )
+        self._next_session_id = 0 if readonly else self._last_session_id() + 1
+        """Ids are chosen here, so that a session can start while the disk refuses."""
 
     @staticmethod
     def path_in(state_dir: Path) -> Path:
@@ -205,6 +219,14 @@ class SessionStore:
             )
         return version
 
+    def _last_session_id(self) -> int:
+        """The highest session id ever given (AUTOINCREMENT never gives one twice)."""
+        row = self._execute(
+            "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'sessions'), 0), "
+            "coalesce((SELECT max(id) FROM sessions), 0))"
+        ).fetchone()
+        return int(row[0])
+
     def _open_readonly(self) -> sqlite3.Connection:
         if not self.path.is_file():
             raise StateError(
@@ -267,22 +289,15 @@ class SessionStore:
     async def _flush_loop(self) -> None:
         while True:
             await asyncio.sleep(FLUSH_INTERVAL_S)
-            try:
-                self.commit()
-            except StateError as exc:
-                # Told to the caller at its next write; the hub keeps running meanwhile.
-                log.error("%s", exc)
-                self._failure = exc
+            self.commit()
+            await self._writes.write_held()
 
     async def _checkpoint_loop(self) -> None:
         while True:
             await asyncio.sleep(CHECKPOINT_INTERVAL_S)
-            try:
-                self.commit()
-            except StateError as exc:
-                log.error("%s", exc)
-                self._failure = exc
-                continue
+            self.commit()
+            if self._writes.refused is not None:
+                continue  # the disk refuses: a checkpoint would fail, and nothing is new
             # Nothing of ours is in flight: held frames let the checkpoint copy the whole
             # WAL, so that the next transaction starts it over (module docstring).
             self._held, self._held_since = [], time.monotonic()
@@ -294,27 +309,21 @@ class SessionStore:
                 self._release_held()
 
     def _release_held(self) -> None:
-        """Write the frames held during a checkpoint (a failure is told at the next write)."""
+        """Write the frames held during a checkpoint (into the hold if the disk refuses)."""
         held, self._held = self._held, None
         if not held or self._closed:
             return
-        try:
-            with self._writing("record a frame") as conn:
-                conn.executemany(_INSERT_FRAME, held)
-        except StateError as exc:
-            self._failure = exc
+        for write in held:
+            self._write(write)
 
     def commit(self) -> None:
-        """Make everything added so far durable against the process dying."""
-        if self.readonly or not self._conn.in_transaction:
-            return
-        try:
-            self._conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            with contextlib.suppress(sqlite3.Error):
-                self._conn.execute("ROLLBACK")
-            self._forget_ids()
-            raise state_error(self.path, "save the session", exc) from exc
+        """Make everything added so far durable against the process dying.
+
+        Never loses a write: if the disk refuses, the transaction's writes are held and
+        made again once it takes them (:attr:`problem` says so meanwhile).
+        """
+        if not self.readonly:
+            self._writes.commit()
 
     def close(self) -> None:
         """End this writer's open sessions, commit, and release the file."""
@@ -326,6 +335,7 @@ class SessionStore:
                 for session_id in sorted(self._mine):
                     self.end_session(session_id)
                 self.commit()
+                self._writes.write_held_before_closing()
                 self._conn.execute("PRAGMA wal_autocheckpoint = 1000")
                 with contextlib.suppress(sqlite3.Error):
                     self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -338,23 +348,11 @@ class SessionStore:
 
     # Writing ----------------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _writing(self, doing: str) -> Iterator[sqlite3.Connection]:
+    def _check_writable(self, doing: str) -> None:
         if self.readonly:
             raise StateError(f"cannot {doing}: {self.path} was opened read-only")
         if self._closed:
             raise StateError(f"cannot {doing}: the session store {self.path} is closed")
-        if (failure := self._failure) is not None:
-            self._failure = None
-            raise failure
-        try:
-            if not self._conn.in_transaction:
-                self._conn.execute("BEGIN")
-            yield self._conn
-        except sqlite3.Error as exc:
-            if not self._conn.in_transaction:
-                self._forget_ids()  # SQLite rolled the transaction back (disk full, I/O)
-            raise state_error(self.path, doing, exc) from exc
 
     def _execute(self, sql: str, parameters: tuple[Any, ...] = ()) -> sqlite3.Cursor:
         try:
@@ -370,7 +368,7 @@ class SessionStore:
         clock_offset_s: float,
         note: str = "",
     ) -> int:
-        """Open a session and return its id; committed at once.
+        """Open a session and return its id; committed at once (or held, see the module).
 
         ``athletes`` maps each name to ``{"exercise": str, "load_kg": float | None}``,
         optionally with ``set_gap_s`` and ``velocity_loss_alert_pct`` (the analysis
@@ -380,12 +378,15 @@ class SessionStore:
         settings = {name: athlete_settings(name, value) for name, value in athletes.items()}
         if not math.isfinite(clock_offset_s):
             raise ConfigError(f"clock_offset_s must be a finite number, not {clock_offset_s!r}")
-        with self._writing("start a session") as conn:
-            cursor = conn.execute(
-                "INSERT INTO sessions (started, clock_offset_s, note) VALUES (?, ?, ?)",
-                (iso(time.time()), float(clock_offset_s), note),
+        session_id = self._next_session_id
+        started = iso(time.time())
+        sensors = list(sensors)
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO sessions (id, started, clock_offset_s, note) VALUES (?, ?, ?, ?)",
+                (session_id, started, float(clock_offset_s), note),
             )
-            session_id = int(cursor.lastrowid or 0)
             for name, (exercise, load_kg, gap_s, loss_pct) in settings.items():
                 conn.execute(
                     "INSERT INTO session_athletes (session_id, athlete_id, exercise, load_kg, "
@@ -394,19 +395,25 @@ class SessionStore:
                 )
             for sensor in sensors:
                 self._session_sensor_id(session_id, sensor)
+
+        self._write(HeldWrite("session", session_id, run, Worth.SESSION, 512, "start a session"))
+        self._next_session_id += 1
         self.commit()
         self._mine.add(session_id)
         return session_id
 
     def end_session(self, session_id: int) -> None:
         """Close a session and commit at once (ending it twice changes nothing)."""
-        with self._writing("end the session") as conn:
-            updated = conn.execute(
-                "UPDATE sessions SET ended = ? WHERE id = ? AND ended IS NULL",
-                (iso(time.time()), session_id),
-            ).rowcount
-        if not updated:
+        if session_id not in self._mine:
             self._session_row(session_id)  # raises for an unknown id
+        ended = iso(time.time())
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE sessions SET ended = ? WHERE id = ? AND ended IS NULL", (ended, session_id)
+            )
+
+        self._write(HeldWrite("session", session_id, run, Worth.SESSION, 128, "end the session"))
         self.commit()
         self._mine.discard(session_id)
 
@@ -416,42 +423,66 @@ class SessionStore:
         Adding one who is already in it changes nothing.
         """
         exercise, load_kg, gap_s, loss_pct = athlete_settings(name, settings)
-        with self._writing("add an athlete to the session") as conn:
+
+        def run(conn: sqlite3.Connection) -> None:
             conn.execute(
                 "INSERT OR IGNORE INTO session_athletes (session_id, athlete_id, exercise, "
                 "load_kg, set_gap_s, velocity_loss_alert_pct) VALUES (?, ?, ?, ?, ?, ?)",
                 (session_id, self._athlete_id(name), exercise, load_kg, gap_s, loss_pct),
             )
 
+        doing = "add an athlete to the session"
+        self._write(HeldWrite("session", session_id, run, Worth.SESSION, 256, doing))
+
     def set_load(self, session_id: int, athlete: str, load_kg: float | None) -> None:
-        """Change the load on an athlete's bar (kg; None: unknown) from now on."""
+        """Change the load on an athlete's bar (kg; None: unknown) from now on.
+
+        Refused while the disk refuses writes: a command is answered now, and one that
+        cannot be checked against the session's athletes is not taken.
+        """
         check_load(athlete, load_kg)
-        with self._writing("set the load") as conn:
-            updated = conn.execute(
+        self._check_writable("set the load")
+        if (refused := self._writes.refused) is not None:
+            raise StateError(f"{refused}; the load is not changed")
+        in_session = self._execute(
+            "SELECT 1 FROM session_athletes WHERE session_id = ? AND "
+            "athlete_id = (SELECT id FROM athletes WHERE name = ?)",
+            (session_id, athlete),
+        ).fetchone()
+        if in_session is None:
+            raise ConfigError(f"athlete {athlete!r} is not in session {session_id}")
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute(
                 "UPDATE session_athletes SET load_kg = ? WHERE session_id = ? AND "
                 "athlete_id = (SELECT id FROM athletes WHERE name = ?)",
                 (load_kg, session_id, athlete),
-            ).rowcount
-        if not updated:
-            raise ConfigError(f"athlete {athlete!r} is not in session {session_id}")
+            )
+
+        self._write(HeldWrite("session", session_id, run, Worth.SESSION, 128, "set the load"))
 
     def add_batch(self, session_id: int, sensor: RegisteredSensor, batch: SensorBatch) -> None:
         """Keep one data frame as it came off the radio, with its samples' hub times."""
         if not batch.frame or len(batch.t) == 0:
             self.batches_without_frame += 1  # nothing a replay could decode
             return
-        t = np.ascontiguousarray(batch.t, dtype="<f8")
-        values = (float(t[0]), batch.lost_before, t.tobytes(), bytes(batch.frame))
+        t = np.ascontiguousarray(batch.t, dtype="<f8").tobytes()
+        values = (float(batch.t[0]), batch.lost_before, t, bytes(batch.frame))
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute(_INSERT_FRAME, (self._session_sensor_id(session_id, sensor), *values))
+
+        size = len(t) + len(values[3]) + 200
+        write = HeldWrite("frame", session_id, run, Worth.FRAME, size, "record a frame")
         if self._held is not None:
             known = self._session_sensor_ids.get((session_id, sensor.address.upper()))
             if known is not None and time.monotonic() - self._held_since < CHECKPOINT_HOLD_S:
-                self._held.append((known, *values))
+                self._held.append(write)
                 return
             # A slow checkpoint or a new sensor: write, after the held frames to keep
             # their order (the WAL starts over at a later checkpoint).
             self._release_held()
-        with self._writing("record a frame") as conn:
-            conn.execute(_INSERT_FRAME, (self._session_sensor_id(session_id, sensor), *values))
+        self._write(write)
 
     def add_record(self, session_id: int, record: dict[str, Any]) -> None:
         """Keep a rep, set or alert record (:mod:`sensorhub.records`); others are ignored."""
@@ -461,12 +492,43 @@ class SessionStore:
         columns = RECORD_COLUMNS[kind]
         names = ", ".join(sql_name(column) for column in columns)
         marks = ", ".join("?" * (len(columns) + 1))
-        with self._writing(f"record a {kind}") as conn:
-            values = [to_sql(column, record, self._athlete_id) for column in columns]
+        kept = dict(record)  # as it is now: the caller may change its own afterwards
+
+        def run(conn: sqlite3.Connection) -> None:
+            values = [to_sql(column, kept, self._athlete_id) for column in columns]
             conn.execute(
                 f"INSERT INTO {RECORD_TABLES[kind]} (session_id, {names}) VALUES ({marks})",  # noqa: S608 - names from the schema
                 (session_id, *values),
             )
+
+        whole = kind == "rep" and not kept.get("partial")
+        doing = f"record a {kind}"
+        self._write(HeldWrite(kind, session_id, run, Worth.RECORD, RECORD_SIZE, doing, whole))
+
+    # Writes the disk refused ----------------------------------------------------------
+
+    @property
+    def problem(self) -> dict[str, Any] | None:
+        """Why writes wait in memory now (the disk refuses them), for the hub status; None
+        while the disk takes them. See :attr:`StoreWrites.problem` for the keys."""
+        return self._writes.problem
+
+    def counts(self, session_id: int) -> tuple[int, int]:
+        """The session's sets and whole reps: those written and those held to be written."""
+        sets, reps = self._execute(
+            "SELECT (SELECT count(*) FROM sets WHERE session_id = ?1), "
+            "(SELECT count(*) FROM reps WHERE session_id = ?1 AND NOT partial)",
+            (session_id,),
+        ).fetchone()
+        for write in self._writes.held():
+            if write.session_id == session_id:
+                sets += write.what == "set"
+                reps += write.whole_rep
+        return int(sets), int(reps)
+
+    def _write(self, write: HeldWrite) -> None:
+        self._check_writable(write.doing)
+        self._writes.write(write)
 
     def _forget_ids(self) -> None:
         """Rows made in a lost transaction are gone: look ids up afresh."""
