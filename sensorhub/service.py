@@ -489,14 +489,12 @@ class Service:
         mqtt = self.publisher.stats
         if store is None and mqtt["outbox_problem"] is None:
             return None
+        held = store or {}
         shown = self._storage_shown
         return {
-            "message": store["message"] if store is not None else mqtt["outbox_problem"],
+            "message": held.get("message", mqtt["outbox_problem"]),
             "since": shown["since"] if shown is not None else iso(time.time()),
-            "held_events": store["held_events"] if store is not None else 0,
-            "held_frames": store["held_frames"] if store is not None else 0,
-            "dropped_events": store["dropped_events"] if store is not None else 0,
-            "dropped_frames": store["dropped_frames"] if store is not None else 0,
+            **{key: held.get(key, 0) for key in _STORE_COUNTS},
             "mqtt_held": mqtt["queued_in_memory"],
             "mqtt_dropped": mqtt["dropped_from_memory"],
         }
@@ -640,6 +638,10 @@ def freeze_startup_heap() -> None:
     """
     gc.collect()
     gc.freeze()
+
+
+_STORE_COUNTS: Final = ("held_events", "held_frames", "dropped_events", "dropped_frames")
+"""The session store's counts in a ``storage`` problem (schema ``hub_status``)."""
 
 
 def _radio_info(radio: Radio) -> dict[str, Any]:

@@ -177,11 +177,7 @@ class Outbox:
         try:
             self._insert([message])
         except sqlite3.Error as exc:
-            if not disk_refused(exc):
-                raise StateError(
-                    f"cannot write to the MQTT outbox {str(self.path)!r}: {exc}"
-                ) from None
-            self._refuse(exc)
+            self._refuse(exc, "write to")
             self._hold(message)
             return seq
         self._last_seq = seq
@@ -218,7 +214,10 @@ class Outbox:
                     self.dropped,
                 )
 
-    def _refuse(self, exc: sqlite3.Error) -> None:
+    def _refuse(self, exc: sqlite3.Error, doing: str) -> None:
+        """Note a disk that refuses (said once); any other failure is raised as it is."""
+        if not disk_refused(exc):
+            raise StateError(f"cannot {doing} the MQTT outbox {str(self.path)!r}: {exc}") from None
         if self.problem is None:
             self.problem = (
                 f"cannot write to the MQTT outbox {str(self.path)!r} ({exc}): the disk may be "
@@ -279,11 +278,7 @@ class Outbox:
         try:
             self._db.execute("DELETE FROM outbox WHERE seq <= ?", (seq,))
         except sqlite3.Error as exc:
-            if not disk_refused(exc):
-                raise StateError(
-                    f"cannot update the MQTT outbox {str(self.path)!r}: {exc}"
-                ) from None
-            self._refuse(exc)
+            self._refuse(exc, "update")
         self._count = self._count_on_disk()
 
     def _count_on_disk(self) -> int:
