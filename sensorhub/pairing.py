@@ -19,7 +19,6 @@ import numpy as np
 from bleak import BleakClient
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
-from bleak.exc import BleakError
 
 from firmware_protocol import (
     Calibrate,
@@ -36,11 +35,11 @@ from firmware_protocol import (
     decode,
 )
 from firmware_protocol import gatt as uuids
-from sensorhub.ble.bumble_backend import PairingRefusedError
 from sensorhub.ble.control import ControlPoint
+from sensorhub.ble.errors import bluetooth_errors, not_in_pairing_mode
+from sensorhub.ble.link import disconnect
 from sensorhub.ble.radio import Radio
 from sensorhub.errors import (
-    BluetoothError,
     BondLostError,
     ConfigError,
     PairingError,
@@ -116,12 +115,10 @@ async def discover(
                 on_update(found)
 
     scanner = radio.scanner(on_advertisement)
-    try:
+    with bluetooth_errors(None, "scanning"):
         await scanner.start()
         await asyncio.sleep(duration)
         await scanner.stop()
-    except BleakError as exc:
-        raise BluetoothError(f"scanning failed: {exc}") from exc
     return found
 
 
@@ -137,17 +134,18 @@ async def find_sensor(radio: Radio, address: str, timeout: float) -> tuple[BLEDe
                 found.set_result((device, sighting))
 
     scanner = radio.scanner(on_advertisement)
-    await scanner.start()
-    try:
-        async with asyncio.timeout(timeout):
-            return await found
-    except TimeoutError:
-        raise SensorNotFoundError(
-            f"no sensorhub sensor advertised as {address} within {timeout:g} s: "
-            "is it on, in range, and not connected to another hub?"
-        ) from None
-    finally:
-        await scanner.stop()
+    with bluetooth_errors(None, "scanning"):
+        await scanner.start()
+        try:
+            async with asyncio.timeout(timeout):
+                return await found
+        except TimeoutError:
+            raise SensorNotFoundError(
+                f"no sensorhub sensor advertised as {address} within {timeout:g} s: "
+                "is it on, in range, and not connected to another hub?"
+            ) from None
+        finally:
+            await scanner.stop()
 
 
 async def pair_sensor(
@@ -177,38 +175,38 @@ async def pair_sensor(
         raise PairingError(not_in_pairing_mode(sighting.name or address))
     progress(f"found {sighting.name or address} ({sighting.kind.name.lower()}), connecting…")
     client = radio.client(device)
+    doing = f"pairing with {address}"
     try:
-        try:
-            async with radio.connect_lock:
-                await client.connect()
-        except BondLostError:
-            # We hold a bond the sensor no longer has (it was reset, or bonded elsewhere).
-            if not sighting.pairing_mode:
-                raise PairingError(not_in_pairing_mode(sighting.name or address)) from None
-            progress("the sensor has lost its old bond with this hub: bonding anew…")
-            await radio.forget_bond(address)
-            bonded = False
-            async with radio.connect_lock:
-                await client.connect()
-        if not bonded:
-            progress("pairing (LE Secure Connections)…")
-            await client.pair()
-        control = ControlPoint(client, address)
-        await control.start()
-        await _checked(control, Identify(0, IDENTIFY_MS))
-        progress(f"{sighting.name or address} is blinking: check it is the one you hold")
-        calibration: dict[str, Any] | None = None
-        if calibrate and sighting.kind is SensorKind.IMU:
-            calibration = await _calibrate_imu(client, control, role, progress)
-        elif calibrate:
-            await _checked(control, Calibrate(0, CalibrationKind.ZERO_POSITION), allow_busy=True)
-    except PairingRefusedError as exc:  # its pairing mode ended while we connected
-        raise PairingError(not_in_pairing_mode(sighting.name or address)) from exc
-    except BleakError as exc:
-        raise PairingError(f"pairing with {address} failed: {exc}") from exc
+        with bluetooth_errors(address, doing, PairingError):
+            try:
+                with bluetooth_errors(address, doing, PairingError):
+                    async with radio.connect_lock:
+                        await client.connect()
+            except BondLostError:
+                # We hold a bond the sensor no longer has (reset, or bonded elsewhere).
+                if not sighting.pairing_mode:
+                    raise PairingError(not_in_pairing_mode(sighting.name or address)) from None
+                progress("the sensor has lost its old bond with this hub: bonding anew…")
+                await radio.forget_bond(address)
+                bonded = False
+                async with radio.connect_lock:
+                    await client.connect()
+            if not bonded:
+                progress("pairing (LE Secure Connections)…")
+                await client.pair()  # refused out of pairing mode: PairingError says so
+            control = ControlPoint(client, address)
+            await control.start()
+            await _checked(control, Identify(0, IDENTIFY_MS))
+            progress(f"{sighting.name or address} is blinking: check it is the one you hold")
+            calibration: dict[str, Any] | None = None
+            if calibrate and sighting.kind is SensorKind.IMU:
+                calibration = await _calibrate_imu(client, control, role, progress)
+            elif calibrate:
+                await _checked(
+                    control, Calibrate(0, CalibrationKind.ZERO_POSITION), allow_busy=True
+                )
     finally:
-        with contextlib.suppress(BleakError):
-            await client.disconnect()
+        await disconnect(client)
     entry = RegisteredSensor(
         address=address.upper(),
         kind="imu" if sighting.kind is SensorKind.IMU else "bar_velocity",
@@ -220,17 +218,6 @@ async def pair_sensor(
     registry.put(entry)
     progress(f"registered {entry.label} ({entry.address})")
     return entry
-
-
-def not_in_pairing_mode(sensor: str) -> str:
-    """Why a sensor takes no new bond, and how to make it take one."""
-    return (
-        f"{sensor} is not in pairing mode: it is bonded (to another hub, or to this one "
-        "before its bond was lost) and accepts no new bond. Put it in pairing mode, then "
-        "pair again: press its button (it then accepts a bond for a minute); for the "
-        "virtual sensors of `sensorhub emulate`, send the emulator SIGUSR1 "
-        "(`kill -USR1 PID`) or start it with `--pairing-window SECONDS`"
-    )
 
 
 async def _checked(control: ControlPoint, command: Command, *, allow_busy: bool = False) -> None:

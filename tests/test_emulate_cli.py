@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -103,3 +104,14 @@ async def emulate_exits(*args: str) -> tuple[int, bytes]:
             await process.wait()
     assert process.returncode is not None
     return process.returncode, stderr
+
+
+async def test_a_port_already_taken_is_a_clear_error() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, stderr = await emulate_exits("--hci", f"tcp-server:127.0.0.1:{port}")
+    assert code == 2
+    assert f"--hci: cannot listen for HCI on 127.0.0.1:{port}".encode() in stderr
+    assert b"Traceback" not in stderr

@@ -352,10 +352,10 @@ async def test_a_stop_while_a_dropped_link_disconnects_still_stops_it() -> None:
     # while the link was disconnecting: the stop used to be taken for the dying link's
     # noise, and the link went on reconnecting after its hub had stopped.
     client = _Disconnecting()
-    task = asyncio.create_task(link_module._disconnect(client))  # type: ignore[arg-type]
+    task = asyncio.create_task(link_module.disconnect(client))  # type: ignore[arg-type]
     await client.started.wait()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     # ... while the dying link's own CancelledError is no reason to stop.
-    await link_module._disconnect(_Disconnecting(noise=True))  # type: ignore[arg-type]
+    await link_module.disconnect(_Disconnecting(noise=True))  # type: ignore[arg-type]

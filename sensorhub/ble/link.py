@@ -52,6 +52,7 @@ from sensorhub.ble._tasks import cancelled_by_us
 from sensorhub.ble.accounting import FrameVerdict, StreamAccounting
 from sensorhub.ble.clock import SensorClock
 from sensorhub.ble.control import ControlPoint
+from sensorhub.ble.errors import bluetooth_error, bluetooth_errors
 from sensorhub.ble.radio import Radio
 from sensorhub.errors import BluetoothError, BondLostError, RadioLostError, SensorNotFoundError
 from sensorhub.registry import RegisteredSensor
@@ -152,24 +153,6 @@ class _Backoff:
 
     def reset(self) -> None:
         self.attempt = 0
-
-
-_OS_BOND_REFUSALS: Final = (
-    "authenticationfailed",  # BlueZ: org.bluez.Error.AuthenticationFailed
-    "insufficient authentication",  # ATT error 0x05, on any stack
-    "insufficient encryption",  # ATT error 0x0F
-)
-
-
-def _as_bond_lost(error: BaseException, address: str) -> BaseException:
-    """The error an OS Bluetooth stack (through bleak) gives for a peer that refused our
-    keys, as :class:`BondLostError`; any other error as it is. (Bumble's backend raises
-    BondLostError itself; the OS stacks say it only in words.)"""
-    if isinstance(error, BleakError):
-        text = str(error).lower().replace(".", "")
-        if any(words.replace(".", "") in text for words in _OS_BOND_REFUSALS):
-            return BondLostError(address)
-    return error
 
 
 class SensorLink:
@@ -392,7 +375,9 @@ class SensorLink:
                 OSError,  # the OS's Bluetooth (BlueZ, its D-Bus) went away: retry
                 FirmwareProtocolError,  # a sensor answering garbage: retry, never stop
             ) as exc:
-                error = _as_bond_lost(exc, self.address)
+                error: BaseException = exc
+                if isinstance(exc, BleakError):  # a lost bond, say, from its type
+                    error = bluetooth_error(exc, self.address, f"streaming from {self.address}")
                 self._report_bond(error)
                 self.last_error = str(error) or type(error).__name__
                 delay = self._backoff.next(error)
@@ -447,10 +432,10 @@ class SensorLink:
             device, disconnected_callback=lambda _c: disconnected.set(), timeout=CONNECT_TIMEOUT_S
         )
         async with self.radio.connect_lock:
-            try:
+            # Refused keys: BondLostError; anything else: out of range, off, or taken.
+            doing = f"connecting to {self.address}"
+            with bluetooth_errors(self.address, doing, SensorNotFoundError):
                 await client.connect()
-            except BleakError as exc:
-                raise SensorNotFoundError(f"{self.address}: {exc}") from exc
         control = ControlPoint(client, self.address, clock=self._clock)
         try:
             await self._start_streaming(client, control)
@@ -463,7 +448,7 @@ class SensorLink:
             # Not streaming from here on, though the disconnect can take its time (up
             # to CONNECT_TIMEOUT_S on a radio that stopped answering).
             self._set_state(LinkState.BACKING_OFF)
-            await _disconnect(client)
+            await disconnect(client)
 
     async def _start_streaming(self, client: BleakClient, control: ControlPoint) -> None:
         await control.start()
@@ -522,7 +507,7 @@ class SensorLink:
         self._jump_us = 0  # the fit has seen the sensor clock as it reads now
 
 
-async def _disconnect(client: BleakClient) -> None:
+async def disconnect(client: BleakClient) -> None:
     """Drop the connection; one already gone is no error, but a stop still stops.
 
     A session that ended because its link dropped (no exception on the way) disconnects

@@ -54,15 +54,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Its software controller (only the virtual radio's) warns of every packet still
         # in flight when a virtual link goes: noise at the end of each demo or bench.
         logging.getLogger("bumble.controller").setLevel(logging.ERROR)
-    # firmware_protocol loads numpy; parse_args has already exited for --help and usage errors.
-    from firmware_protocol import FirmwareProtocolError  # noqa: PLC0415
-
     command: Command = args.run
     try:
         return asyncio.run(command(args))
     except KeyboardInterrupt:
         return 130
-    except (SensorhubError, FirmwareProtocolError, OSError) as exc:
+    except (SensorhubError, OSError) as exc:
         print(f"sensorhub: error: {exc}", file=sys.stderr)
         return 2
 

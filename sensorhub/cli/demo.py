@@ -64,11 +64,11 @@ async def run(args: argparse.Namespace) -> int:
     """Run the demo session."""
     from firmware_protocol.virtual.emulator import Emulator
     from firmware_protocol.virtual.radio import VirtualRadio
-    from firmware_protocol.virtual.scenario import Scenario
     from sensorhub.ble.radio import Radio
+    from sensorhub.cli.emulate import load_scenario
     from sensorhub.service import Service, freeze_startup_heap
 
-    scenario = Scenario.from_name_or_path(args.scenario)
+    scenario = load_scenario(args.scenario)
     state_dir = _demo_state_dir(args)
     first_load = scenario.sets[0].load_kg if scenario.exercise != "bodyweight_hip_thrust" else None
     config = ServiceConfig(

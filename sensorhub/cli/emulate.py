@@ -31,6 +31,16 @@ def seconds_or_zero(value: str) -> float:
     return seconds
 
 
+def load_scenario(name_or_path: str) -> Scenario:
+    """The scenario ``--scenario`` names: a preset or a TOML file (ConfigError if neither)."""
+    from firmware_protocol import FirmwareProtocolError
+
+    try:
+        return Scenario.from_name_or_path(name_or_path)
+    except FirmwareProtocolError as exc:
+        raise ConfigError(f"--scenario: {exc}") from exc
+
+
 def add_parser(commands: Any) -> None:
     """Add the sub-command to the CLI."""
     parser: argparse.ArgumentParser = commands.add_parser(
@@ -96,10 +106,11 @@ def add_parser(commands: Any) -> None:
 
 async def run(args: argparse.Namespace) -> int:
     """Run the emulator until the duration ends or a signal arrives."""
+    from firmware_protocol import FirmwareProtocolError
     from firmware_protocol.virtual.emulator import Emulator
     from firmware_protocol.virtual.firmware import PAIRING_BUTTON_S
 
-    scenario = Scenario.from_name_or_path(args.scenario)
+    scenario = load_scenario(args.scenario)
     if not 1 <= args.athletes <= 1000:
         raise ConfigError(f"--athletes {args.athletes}: give 1 to 1000")
     emulator = Emulator(
@@ -122,7 +133,12 @@ async def run(args: argparse.Namespace) -> int:
 
     if hasattr(signal, "SIGUSR1"):
         loop.add_signal_handler(signal.SIGUSR1, press_buttons)
-    async with emulator, emulator.radio.serve_hci(args.hci) as server:
+    async with contextlib.AsyncExitStack() as stack:
+        await stack.enter_async_context(emulator)
+        try:
+            server = await stack.enter_async_context(emulator.radio.serve_hci(args.hci))
+        except FirmwareProtocolError as exc:  # not a moniker we serve, or the port is taken
+            raise ConfigError(f"--hci: {exc}") from exc
         if args.truth:
             emulator.write_truth(args.truth)
         say(f"virtual radio listening on tcp-client:{server.host}:{server.port}")
