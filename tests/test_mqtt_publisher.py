@@ -507,3 +507,76 @@ def test_the_hub_status_schema_states_a_storage_problem_and_still_takes_older_pa
             jsonschema.validate({**before, "problems": {"storage": bad}}, hub_status)
     with pytest.raises(jsonschema.ValidationError):  # any problem says what it is
         jsonschema.validate({**before, "problems": {"radio": {}}}, hub_status)
+
+
+@pytest.mark.parametrize("protocol", ["3.1.1", "5"])
+async def test_the_will_follows_the_session_and_no_command_is_lost_as_it_changes(
+    broker: Mosquitto, tmp_path: Path, protocol: str
+) -> None:
+    # The will is fixed when a connection opens; it said session_id null while a session
+    # ran. Renewing it reconnects, and commands sent meanwhile must still be answered once.
+    v5 = protocol == "5"
+    version = aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311
+    replies_to = f"{BASE}/commands/response"
+    sent = 60
+    async with (
+        subscribe(broker.port, replies_to, f"{BASE}/status", protocol=version) as seen,
+        publisher(
+            broker, tmp_path, discovery_prefix=None, on_command=handler, protocol=protocol
+        ) as hub,
+        aiomqtt.Client("127.0.0.1", broker.port, protocol=version) as client,
+    ):
+        await until(lambda: hub.connected)
+        await asyncio.sleep(0.2)  # its subscription to the command topic is in place
+        for i in range(sent):
+            if i % 15 == 5:
+                hub.set_hub_info(session_id=f"s{i}")
+            payload = {"command": "set_load", "athlete": "Ann", "load_kg": 80, "id": f"c{i}"}
+            await client.publish(f"{BASE}/commands", json.dumps(payload), qos=1)
+            await asyncio.sleep(0.02)
+        await seen.wait_for(lambda _m: len(seen.on(replies_to)) >= sent, 20)
+        await asyncio.sleep(0.5)  # a duplicate, were there one, would come now
+        assert hub.stats["reconnects"] == 0  # renewals are the hub's own, not outages
+
+    ids = [m.json()["id"] for m in seen.on(replies_to)]
+    assert sorted(ids) == sorted(f"c{i}" for i in range(sent))
+    statuses = [json.loads(m.payload) for m in seen.on(f"{BASE}/status")]
+    online = [s["session_id"] for s in statuses if s["state"] == "online"]
+    assert online[-1] == "s50"
+    assert statuses[-1]["reason"] == "shutdown"
+    assert statuses[-1]["session_id"] == "s50"
+
+
+async def test_a_restarted_hub_is_not_sent_commands_meant_for_its_last_run(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    # MQTT 3.1.1 keeps a session until a clean connection drops it; a hub that kept one
+    # would be handed, on its next start, every command sent while it was down.
+    settings = BrokerSettings.from_url(f"{broker.url}?client_id=hub-1")
+    asked: list[str] = []
+
+    async def record(command: Command) -> dict[str, Any]:
+        asked.append(command.args.get("athlete", ""))
+        return {}
+
+    def hub() -> MqttPublisher:
+        return MqttPublisher(
+            settings,
+            topics=TREE,
+            outbox_path=tmp_path / "outbox.db",
+            hub_info={"session_id": None},
+            on_command=record,
+            reconnect_delay_s=(0.1, 1.0),
+        )
+
+    async with hub() as first:
+        await until(lambda: first.connected)
+        first.set_hub_info(session_id="s1")  # a renewal: the session is kept across it
+        await asyncio.sleep(0.5)
+    async with aiomqtt.Client("127.0.0.1", broker.port) as client:
+        payload = {"command": "set_load", "athlete": "Bob", "load_kg": 80}
+        await client.publish(f"{BASE}/commands", json.dumps(payload), qos=1)
+    async with hub() as second:
+        await until(lambda: second.connected)
+        await asyncio.sleep(1.0)
+    assert asked == []

@@ -108,6 +108,10 @@ async def test_sigkill_mid_session_loses_at_most_the_last_second(tmp_path: Path)
         published = [m.json() for m in sub.on("/athletes/ada/reps") if m.at < killed_at - 1.0]
         assert len(published) >= 3
         session_id = sub.json_on("sensorhub/gym/events")[0]["session_id"]
+        # The will was renewed when the session began: it names the session the crash ended.
+        will = sub.json_on("sensorhub/gym/status")[-1]
+        assert will["reason"] == "connection_lost"
+        assert will["session_id"] == session_id
 
         store = SessionStore.open_readonly(SessionStore.path_in(state))
         try:

@@ -16,7 +16,11 @@ What happens to a record depends on what it is worth:
 aiomqtt does not reconnect by itself, so one background task keeps a connection up,
 retrying with exponential backoff and jitter; while the broker cannot be reached its
 port is tried every second, and a broker back from a restart is connected to at once.
-The broker's last will for us is the retained ``offline`` hub status.
+The broker's last will for us is the retained ``offline`` hub status, naming the session
+that was running: a will is fixed when the connection opens, so when a session starts or
+ends the publisher renews it by closing the connection cleanly (no will sent) and opening
+another at once. The broker keeps the hub's subscriptions across that moment (a session
+of its own, :data:`BROKER_SESSION_EXPIRY_S`), so no command sent meanwhile is lost.
 """
 
 from __future__ import annotations
@@ -36,8 +40,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import aiomqtt
-import paho.mqtt.client as mqtt
-from paho.mqtt.client import MQTTMessage
+from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY, MQTTMessage
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -65,9 +68,19 @@ RECONNECT_DELAY_S: Final = (0.5, 30.0)
 """Seconds between connection attempts: the first wait, doubled after each failure up to
 the second; each wait with ±25 % jitter."""
 PROBE_EVERY_S: Final = 1.0
+"""While the broker is unreachable, its port is tried this often between attempts."""
+BROKER_SESSION_EXPIRY_S: Final = 60
+"""How long the broker keeps the hub's subscriptions, and queues the commands sent to it,
+once a connection ends (MQTT 5): across a renewal of the will nothing is lost, and a hub
+away for longer is not sent a backlog of stale commands. MQTT 3.1.1 has no such bound:
+a hub stopped cleanly drops its session itself (``MqttPublisher._drop_broker_session``),
+one that crashed leaves it to the broker's ``persistent_client_expiration``."""
+RENEW_DRAIN_S: Final = 2.0
+"""Before closing a connection to renew the will, what is in flight gets this long to go."""
+DROP_SESSION_TIMEOUT_S: Final = 1.0
+"""A stopping hub's clean connection that drops its broker session (MQTT 3.1.1) gets this long."""
 OUTBOX_RETRY_S: Final = 1.0
 """While the outbox's disk refuses, moving what waits in memory to disk is tried this often."""
-"""While the broker is unreachable, its port is tried this often between attempts."""
 STATE_MIN_INTERVAL_S: Final = 1.0
 """Athlete state changed only by tilt goes out at most once a second (dashboards, HA's recorder)."""
 SENSOR_STATUS_EVERY_S: Final = 4.0
@@ -185,6 +198,12 @@ class MqttPublisher:
         self._last_error: str | None = None
         self._ever_connected = False
         self._reset_backoff = False
+        # The session the current connection's last will names; set when it should name
+        # another (a session started or ended): the connection is then renewed.
+        self._will_session: Any = None
+        self._will_stale = asyncio.Event()
+        self._renewing = False
+        self._broker_session = False  # whether the broker may hold one of ours from before
         self._progress = asyncio.Event()
         """Set whenever the outbox or the replies shrink (a clean shutdown waits on it)."""
 
@@ -205,6 +224,7 @@ class MqttPublisher:
 
     async def __aexit__(self, *exc_info: object) -> None:
         self._stopping.set()
+        self._progress.set()  # a drain waiting for a renewal hears of the stop at once
         runner, self._runner = self._runner, None
         try:
             if runner is not None:
@@ -346,6 +366,8 @@ class MqttPublisher:
         """Add to (or change) the hub status, e.g. ``session_id``; republished retained."""
         self._hub_info.update(fields)
         self._set_hub_status()
+        if "session_id" in fields and fields["session_id"] != self._will_session:
+            self._will_stale.set()
 
     # Turning records into messages ------------------------------------------------------
 
@@ -447,8 +469,18 @@ class MqttPublisher:
                 log.error("MQTT: unexpected error", exc_info=group.exceptions[0])
                 failure = f"unexpected error: {group.exceptions[0]!r}"
             self._connected = False
-            if failure is None or self._stopping.is_set():
+            if failure is None and self._renewing:
+                if not self._stopping.is_set():
+                    continue  # closed on purpose to renew the will: open the next one at once
+                await self._say_offline_after_renewal()
                 return
+            if failure is None or self._stopping.is_set():
+                if failure is None and self.settings.protocol != "5":
+                    with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+                        async with asyncio.timeout(DROP_SESSION_TIMEOUT_S):
+                            await self._drop_broker_session()
+                return
+            self._renewing = False  # what follows is a reconnection, counted as one
             if failure != self._last_error:
                 log.warning("MQTT: %s; retrying", failure)
             else:
@@ -511,12 +543,45 @@ class MqttPublisher:
             return f"broker {broker} refused the connection ({exc})"
         return f"broker {broker}: {str(exc) or type(exc).__name__}"
 
-    def _client(self) -> aiomqtt.Client:
+    def _clears_old_session_first(self) -> bool:
+        """Whether the next connection is preceded by one that clears the broker's session
+        for us (a clean connection, closed at once).
+
+        The hub keeps a session at the broker, so that its subscriptions, and the commands
+        sent to it, outlast a renewal of the will. One left from an earlier run of the hub
+        holds commands sent while it was down: meant for then, not now, so a hub's first
+        connection starts afresh. MQTT 5 says so in its CONNECT (clean start, and the
+        session kept :data:`BROKER_SESSION_EXPIRY_S` after each connection); MQTT 3.1.1
+        can only keep a session or drop it, so a clean connection of its own clears the
+        old one and every later connection keeps it.
+        """
+        return not self._broker_session and self.settings.protocol != "5"
+
+    async def _drop_broker_session(self) -> None:
+        """Connect with a clean session and close: the broker then holds none of ours.
+
+        MQTT 3.1.1 keeps a session until a clean connection drops it, so a hub stopped
+        cleanly leaves none behind (MQTT 5's expires by itself).
+        """
+        async with self._client(clean=True):
+            pass
+
+    def _client(self, *, clean: bool = False) -> aiomqtt.Client:
+        """A client for the next connection; with ``clean`` one that leaves no session
+        behind and has no will (it only opens and closes: nothing of the hub's to say)."""
         settings = self.settings
         v5 = settings.protocol == "5"
-        will = aiomqtt.Will(
-            self.topics.hub_status, self._offline_status("connection_lost"), 1, True
-        )
+        will = None
+        if not clean:
+            self._will_session = self._hub_info.get("session_id")
+            self._will_stale.clear()
+            will = aiomqtt.Will(
+                self.topics.hub_status, self._offline_status("connection_lost"), 1, True
+            )
+        properties = None
+        if v5:
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = 0 if clean else BROKER_SESSION_EXPIRY_S
         client = aiomqtt.Client(
             settings.host,
             settings.port,
@@ -525,10 +590,11 @@ class MqttPublisher:
             identifier=self._client_id,
             protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
             will=will,
-            # What must survive is in the outbox; a broker-side session would only
-            # replay commands meant for the moment they were sent.
-            clean_session=None if v5 else True,
-            clean_start=True if v5 else mqtt.MQTT_CLEAN_START_FIRST_ONLY,
+            # What must survive is in the outbox; the broker's session for us is what
+            # keeps commands coming across a renewal of the will (see _clears_old_session_first).
+            clean_session=None if v5 else clean,
+            clean_start=(clean or not self._broker_session) if v5 else MQTT_CLEAN_START_FIRST_ONLY,
+            properties=properties,
             keepalive=settings.keepalive_s,
             timeout=CONNECT_TIMEOUT_S,
             tls_context=self._tls,
@@ -545,22 +611,28 @@ class MqttPublisher:
         return client
 
     async def _connection(self) -> None:
-        """One connection's life: announce, subscribe, then send and receive until it breaks."""
+        """One connection's life: announce, subscribe, then send and receive until it breaks
+        (or until its last will should name another session: then it closes, cleanly)."""
+        if self._clears_old_session_first():
+            await self._drop_broker_session()
         client = self._client()
         v5 = self.settings.protocol == "5"
         # In flight by design (outbox window, a live burst, retained and replies): not
         # worth aiomqtt's warning, which it gives above 10.
         client.pending_calls_threshold = OUTBOX_WINDOW + LIVE_BURST + 16
         async with client:
+            self._broker_session = True
             self._connected = True
             self._reset_backoff = True
-            if self._ever_connected:
+            if self._renewing:  # our own doing, a moment ago: no reconnection to count
+                self._renewing = False
+                log.debug("MQTT: connected to %s with the new will", self.settings.redacted())
+            elif self._ever_connected:
                 self._counts["reconnects"] += 1
-            self._ever_connected = True
-            if self._last_error is not None:
                 log.info("MQTT: connected to %s again", self.settings.redacted())
             else:
                 log.info("MQTT: connected to %s", self.settings.redacted())
+            self._ever_connected = True
             self._last_error = None
             self._set_hub_status()
             online = self._retained[self.topics.hub_status]
@@ -595,7 +667,7 @@ class MqttPublisher:
                     tasks.create_task(self._send_replies(client), name="mqtt replies"),
                     tasks.create_task(self._move_legacy_discovery(client), name="mqtt migrate"),
                 ]
-                tasks.create_task(self._close_when_stopped(client, senders), name="mqtt shutdown")
+                tasks.create_task(self._close_when_asked(client, senders), name="mqtt close")
 
     def _mark_retained_dirty(self, *, discovery_only: bool) -> None:
         # Discovery first: Home Assistant must know an entity before its state arrives.
@@ -607,18 +679,48 @@ class MqttPublisher:
         self._dirty = dirty
         self._retained_ready.set()
 
-    async def _close_when_stopped(
+    async def _close_when_asked(
         self, client: aiomqtt.Client, senders: list[asyncio.Task[None]]
     ) -> None:
-        await self._stopping.wait()
+        """End the connection when the publisher stops (saying ``offline``) or when its
+        last will should name another session (quietly: the next one opens at once)."""
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        stale = asyncio.ensure_future(self._will_stale.wait())
+        try:
+            await asyncio.wait({stopping, stale}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            stale.cancel()
+        if not self._stopping.is_set():
+            await self._drain(RENEW_DRAIN_S, unless_stopping=True)
+        if not self._stopping.is_set():
+            for task in senders:
+                task.cancel()
+            session = self._hub_info.get("session_id")
+            log.debug("MQTT: reconnecting with a last will for session %s", session)
+            self._renewing = True
+            return
+        # Stopping (perhaps while draining for a renewal): what is pending has the
+        # shutdown's whole time to go, then offline is said while the line still stands.
         deadline = time.monotonic() + self._shutdown_timeout_s
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self._shutdown_timeout_s):
-                while self._pending_outbox() or self._replies:
-                    self._progress.clear()
-                    await self._progress.wait()
+        await self._drain(self._shutdown_timeout_s)
         for task in senders:
             task.cancel()
+        await self._say_offline(client, deadline)
+        log.info("MQTT: disconnecting from %s", self.settings.redacted())
+
+    async def _drain(self, at_most_s: float, *, unless_stopping: bool = False) -> None:
+        """Wait until the outbox and the replies are sent, for at most ``at_most_s`` (and,
+        ``unless_stopping``, only until the publisher is asked to stop)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(at_most_s):
+                while self._pending_outbox() or self._replies:
+                    if unless_stopping and self._stopping.is_set():
+                        return
+                    self._progress.clear()
+                    await self._progress.wait()
+
+    async def _say_offline(self, client: aiomqtt.Client, deadline: float) -> None:
         with contextlib.suppress(aiomqtt.MqttError):
             await client.publish(
                 self.topics.hub_status,
@@ -627,7 +729,15 @@ class MqttPublisher:
                 retain=True,
                 timeout=max(0.5, deadline - time.monotonic()),
             )
-        log.info("MQTT: disconnecting from %s", self.settings.redacted())
+
+    async def _say_offline_after_renewal(self) -> None:
+        """Stopped between a renewal's two connections, whose first closed cleanly (so no
+        will was sent): say offline on one short connection of its own."""
+        deadline = time.monotonic() + self._shutdown_timeout_s
+        with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+            async with asyncio.timeout(self._shutdown_timeout_s), self._client() as client:
+                await self._say_offline(client, deadline)
+                log.info("MQTT: disconnecting from %s", self.settings.redacted())
 
     def _pending_outbox(self) -> int:
         return len(self._outbox) if self._outbox is not None else 0
