@@ -11,10 +11,12 @@ import math
 
 import numpy as np
 import pytest
+from scipy.signal import butter, sosfiltfilt
 
 from sensorhub.analysis.gyro_offset import GyroOffset
 from sensorhub.analysis.stillness import StillnessDetector, StillnessSettings
 from sensorhub.analysis.turnarounds import (
+    BAND_HZ,
     cumulative_trapezoid,
     height_proxy,
     swing_extremes,
@@ -65,6 +67,68 @@ def test_swing_extremes_need_the_swing_to_come_back() -> None:
     assert swing_extremes(z, 0.5) == []
     with pytest.raises(ValueError, match="positive"):
         swing_extremes(z, 0.0)
+
+
+def reference_height_proxy(accel: np.ndarray, rate: float) -> np.ndarray:
+    """The proxy as first written, on scipy's own ``sosfiltfilt``: what the fast one must match."""
+    n = len(accel)
+    if n < 8:
+        return np.zeros(n)
+    low, high = BAND_HZ
+    band = butter(2, [low, min(high, 0.45 * rate)], btype="band", fs=rate, output="sos")
+    highpass = butter(2, low, btype="high", fs=rate, output="sos")
+    velocity = np.cumsum(accel - float(np.mean(accel))) / rate
+    pad = min(n - 1, 3 * 2 * (len(band) + 1))
+    velocity = sosfiltfilt(band, velocity - float(np.mean(velocity)), padlen=pad)
+    height = np.cumsum(velocity) / rate
+    pad = min(n - 1, 3 * 2 * (len(highpass) + 1))
+    return sosfiltfilt(highpass, height - float(np.mean(height)), padlen=pad)
+
+
+def reference_swing_extremes(height: np.ndarray, swing_m: float) -> list[int]:
+    """Hysteresis over every sample, as first written: what the fast one must match."""
+    out: list[int] = []
+    z = height.tolist()
+    hi = lo = 0
+    state = 0
+    for i in range(1, len(z)):
+        if state >= 0 and z[i] > z[hi]:
+            hi = i
+        if state <= 0 and z[i] < z[lo]:
+            lo = i
+        if state >= 0 and z[i] < z[hi] - swing_m:
+            out.append(hi)
+            state, lo = -1, i
+        elif state <= 0 and z[i] > z[lo] + swing_m:
+            out.append(lo)
+            state, hi = 1, i
+    return out
+
+
+@pytest.mark.parametrize("rate", [12.5, 50.0, 200.0])
+def test_the_proxy_is_scipys_zero_phase_filter_to_the_bit(rate: float) -> None:
+    rng = np.random.default_rng(7)
+    t, z = reps_height(rate)
+    lift = np.gradient(np.gradient(z, t), t)
+    for n in [0, 5, 8, 9, 13, 14, 20, 100, len(lift)]:
+        accel = lift[:n] + rng.normal(0.0, 0.3, n) + 0.05
+        assert np.array_equal(height_proxy(accel, rate), reference_height_proxy(accel, rate))
+
+
+def test_swing_extremes_skip_only_what_cannot_change_the_answer() -> None:
+    rng = np.random.default_rng(11)
+    _, z = reps_height(50.0)
+    cases = [
+        z,
+        z + rng.normal(0.0, 0.005, len(z)),  # wobbles that make and unmake turns
+        np.round(z, 2),  # flat steps: ties between neighbours
+        np.cumsum(rng.normal(0.0, 0.01, 500)),
+        np.array([0.0, 1.0, 1.0, 0.0, 0.0, 2.0]),
+        np.array([0.0, math.nan, 0.5, -0.5, 0.5]),
+    ]
+    for height in cases:
+        for swing in (0.005, 0.01, 0.05, 0.2):
+            assert swing_extremes(height, swing) == reference_swing_extremes(height, swing)
 
 
 def test_typical_swing_is_zero_for_a_body_that_never_swings() -> None:

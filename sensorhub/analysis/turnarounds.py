@@ -18,12 +18,13 @@ points is then integrated from the acceleration itself
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Final
 
 import numpy as np
 import numpy.typing as npt
-from scipy.signal import butter, sosfiltfilt
+from scipy.signal import butter, sosfilt, sosfilt_zi
 
 __all__ = [
     "BAND_HZ",
@@ -64,17 +65,41 @@ def height_proxy(accel: FloatArray, rate_hz: float) -> FloatArray:
     if n < 8:
         return out
     band, highpass = _filters(rate_hz)
-    pad = min(n - 1, 3 * 2 * (len(band) + 1))
     velocity = np.cumsum(accel - float(np.mean(accel))) / rate_hz
-    velocity = sosfiltfilt(band, velocity - float(np.mean(velocity)), padlen=pad)
+    velocity = _filtfilt(band, velocity - float(np.mean(velocity)))
     height = np.cumsum(velocity) / rate_hz
-    pad = min(n - 1, 3 * 2 * (len(highpass) + 1))
-    out[:] = sosfiltfilt(highpass, height - float(np.mean(height)), padlen=pad)
+    out[:] = _filtfilt(highpass, height - float(np.mean(height)))
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class _Filter:
+    """A filter's second-order sections and their steady-state initial conditions."""
+
+    sos: FloatArray
+    zi: FloatArray
+    pad: int
+    """Samples of odd extension at each end (as :func:`scipy.signal.sosfiltfilt` pads)."""
+
+
+def _filtfilt(f: _Filter, x: FloatArray) -> FloatArray:
+    """:func:`scipy.signal.sosfiltfilt` of ``x`` (n,) with odd padding, the same arithmetic.
+
+    The proxy is filtered anew at every block, and what ``sosfiltfilt`` does besides
+    filtering (designing the initial conditions, checking its input) cost more than the
+    filtering itself; here that is done once per filter.
+    """
+    pad = min(len(x) - 1, f.pad)
+    if pad > 0:
+        x = np.concatenate([2 * x[:1] - x[pad:0:-1], x, 2 * x[-1:] - x[-2 : -(pad + 2) : -1]])
+    forwards, _ = sosfilt(f.sos, x, zi=f.zi * x[:1])
+    backwards, _ = sosfilt(f.sos, forwards[::-1], zi=f.zi * forwards[-1:])
+    y: FloatArray = backwards[::-1]
+    return y[pad:-pad] if pad > 0 else y
+
+
 @lru_cache(maxsize=64)
-def _filters(rate_hz: float) -> tuple[FloatArray, FloatArray]:
+def _filters(rate_hz: float) -> tuple[_Filter, _Filter]:
     """The proxy's band-pass and high-pass at ``rate_hz`` (second-order sections).
 
     Designed once per rate: the design costs more than filtering a live frame's buffer.
@@ -82,7 +107,15 @@ def _filters(rate_hz: float) -> tuple[FloatArray, FloatArray]:
     low, high = BAND_HZ
     band = butter(2, [low, min(high, 0.45 * rate_hz)], btype="band", fs=rate_hz, output="sos")
     highpass = butter(2, low, btype="high", fs=rate_hz, output="sos")
-    return band, highpass  # shared: not to be written to (scipy wants them writable)
+    return _design(band), _design(highpass)
+
+
+def _design(sos: FloatArray) -> _Filter:
+    """``sos`` with the initial conditions and padding :func:`scipy.signal.sosfiltfilt` gives it.
+
+    Shared between calls: not to be written to (scipy wants the arrays writable).
+    """
+    return _Filter(sos, sosfilt_zi(sos), 3 * 2 * (len(sos) + 1))
 
 
 def swing_extremes(height: FloatArray, swing_m: float) -> list[int]:
@@ -94,7 +127,12 @@ def swing_extremes(height: FloatArray, swing_m: float) -> list[int]:
     if not math.isfinite(swing_m) or swing_m <= 0:
         raise ValueError(f"swing_m = {swing_m!r}: must be a positive distance")
     out: list[int] = []
-    z = height.tolist()
+    # Only where the height stops rising or falling can an extreme lie or a swing come
+    # back far enough: the samples inside a strictly monotone run are passed over (the
+    # proxy is smooth, so that is most of them), with the same answer.
+    keep = _turning_points(height)
+    z = height[keep].tolist()
+    index = keep.tolist()
     hi = lo = 0
     state = 0  # 0: no direction yet, 1: rising (looking for a top), -1: falling
     for i in range(1, len(z)):
@@ -104,12 +142,26 @@ def swing_extremes(height: FloatArray, swing_m: float) -> list[int]:
         if state <= 0 and zi < z[lo]:
             lo = i
         if state >= 0 and zi < z[hi] - swing_m:
-            out.append(hi)
+            out.append(index[hi])
             state, lo = -1, i
         elif state <= 0 and zi > z[lo] + swing_m:
-            out.append(lo)
+            out.append(index[lo])
             state, hi = 1, i
     return out
+
+
+def _turning_points(height: FloatArray) -> npt.NDArray[np.intp]:
+    """Indices of ``height`` (n,) save those strictly inside a strictly monotone run.
+
+    The first and last samples stay, and so does every sample where the direction
+    changes, the height is flat or not a number.
+    """
+    n = len(height)
+    if n < 3:
+        return np.arange(n)
+    direction = np.sign(np.diff(height))
+    inside = direction[:-1] * direction[1:] > 0
+    return np.flatnonzero(np.concatenate([[False], inside, [False]]) == 0)
 
 
 def typical_swing(height: FloatArray) -> float:
