@@ -580,3 +580,39 @@ async def test_a_restarted_hub_is_not_sent_commands_meant_for_its_last_run(
         await until(lambda: second.connected)
         await asyncio.sleep(1.0)
     assert asked == []
+
+
+async def test_a_hub_stopped_while_a_renewal_cannot_reconnect_still_says_offline(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    # A renewal closes its first connection cleanly, so the broker sends no will for it.
+    # Were the second to fail and the hub stop while waiting to retry, the broker would
+    # say "online" for a hub that had gone.
+    hub = MqttPublisher(
+        BrokerSettings.from_url(broker.url),
+        topics=TREE,
+        outbox_path=tmp_path / "outbox.db",
+        hub_info={"session_id": None},
+        reconnect_delay_s=(30.0, 60.0),  # the stop comes while it waits to retry
+    )
+    connect = hub._connection
+    attempts = 0
+
+    async def second_fails() -> None:
+        nonlocal attempts
+        attempts += 1
+        if attempts == 2:
+            raise aiomqtt.MqttError("the broker is busy")
+        await connect()
+
+    hub._connection = second_fails  # type: ignore[method-assign]
+    async with hub:
+        await until(lambda: hub.connected)
+        hub.set_hub_info(session_id="s1")
+        await until(lambda: attempts == 2 and not hub.connected)
+        await asyncio.sleep(0.2)
+    async with subscribe(broker.port, f"{BASE}/status") as seen:
+        await seen.wait_for(lambda _m: bool(seen.on(f"{BASE}/status")), 5)
+    status = json.loads(seen.on(f"{BASE}/status")[-1].payload)
+    said = (status["state"], status["reason"], status["session_id"])
+    assert said == ("offline", "shutdown", "s1")

@@ -23,13 +23,25 @@ on the finished message applies.
 :class:`CommandIntake` decides there and then what becomes of a command: refused (too
 long, retained, or no room) or put in one bounded queue for the worker that carries
 commands out. Between the socket and that decision nothing waits.
+
+:func:`hold_connection` and :func:`until_broker_closes` end a connection that another
+of the same session is to follow at once (a renewal of the will). paho closes its socket
+as soon as its DISCONNECT is written; a broker under load may then read the next
+connection's CONNECT first, take the session over from a connection it has not finished
+reading, send that connection's will and send again every command whose acknowledgement
+it had not yet read: a command carried out twice, and a false "offline". Holding a
+second descriptor of the socket open until the broker closes its side, which it does
+once it has read the DISCONNECT, orders the two connections.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
+import os
+import socket
 import struct
 import time
 from collections.abc import Callable
@@ -37,7 +49,7 @@ from typing import Any, Final
 
 import aiomqtt
 from paho.mqtt.client import MQTTMessage
-from paho.mqtt.enums import MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.enums import MQTTErrorCode, MQTTProtocolVersion, _ConnectionState
 from paho.mqtt.packettypes import PacketTypes
 
 from sensorhub.mqtt.commands import MAX_PAYLOAD_BYTES, error_reply, reply_ids
@@ -193,7 +205,42 @@ def take_directly(client: aiomqtt.Client, take: Callable[[MQTTMessage], None]) -
     connection.
     """
     paho = client._client  # aiomqtt's paho client, to take messages first-hand
-    paho.on_message = lambda _paho, _userdata, message: take(message)
+
+    def on_message(_paho: Any, _userdata: Any, message: MQTTMessage) -> None:
+        # Read after the client queued its DISCONNECT: paho's acknowledgement would go
+        # after it, that is never. The broker sends such a message again on the next
+        # connection of the session (a renewal of the will), so taking it now would
+        # carry out a command twice.
+        if getattr(paho, "_state", None) != _ConnectionState.MQTT_CS_DISCONNECTING:
+            take(message)
+
+    paho.on_message = on_message
+
+
+def hold_connection(client: aiomqtt.Client) -> socket.socket | None:
+    """A second descriptor of ``client``'s connection, to take before it disconnects:
+    the connection then stays open until the broker closes it (see
+    :func:`until_broker_closes`); ``None`` when the client has no socket."""
+    paho_socket = client._client.socket()
+    if paho_socket is None:
+        return None
+    try:
+        held = socket.socket(fileno=os.dup(paho_socket.fileno()))
+    except OSError:
+        return None
+    held.setblocking(False)
+    return held
+
+
+async def until_broker_closes(held: socket.socket, timeout: float) -> None:
+    """Read ``held`` (from :func:`hold_connection`) until the broker closes the connection,
+    for at most ``timeout`` seconds, then close it. What arrives meanwhile is thrown away:
+    the broker had not had it acknowledged, so it sends it again to the next connection."""
+    loop = asyncio.get_running_loop()
+    with held, contextlib.suppress(OSError, TimeoutError):
+        async with asyncio.timeout(timeout):
+            while await loop.sock_recv(held, READ_CHUNK_BYTES):
+                pass
 
 
 MAX_PENDING_COMMANDS: Final = 32

@@ -46,7 +46,13 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from sensorhub.errors import CommandError, ConfigError, SensorhubError
-from sensorhub.mqtt._intake import CommandIntake, bound_incoming, take_directly
+from sensorhub.mqtt._intake import (
+    CommandIntake,
+    bound_incoming,
+    hold_connection,
+    take_directly,
+    until_broker_closes,
+)
 from sensorhub.mqtt.commands import Command, error_reply, ok_reply, parse_command, reply_ids
 from sensorhub.mqtt.discovery import MIGRATE_DISCOVERY, Discovery, unique_ids
 from sensorhub.mqtt.outbox import DEFAULT_MAX_MESSAGES, Outbox
@@ -77,6 +83,11 @@ a hub stopped cleanly drops its session itself (``MqttPublisher._drop_broker_ses
 one that crashed leaves it to the broker's ``persistent_client_expiration``."""
 RENEW_DRAIN_S: Final = 2.0
 """Before closing a connection to renew the will, what is in flight gets this long to go."""
+RENEW_CLOSE_TIMEOUT_S: Final = 2.0
+"""How long a renewal waits for the broker to close the connection it ended."""
+OFFLINE_AT_LEAST_S: Final = 1.0
+"""The least time a clean stop gives its ``offline`` status, however long the drain took
+(the publisher's exit waits two seconds past the shutdown timeout for both)."""
 DROP_SESSION_TIMEOUT_S: Final = 1.0
 """A stopping hub's clean connection that drops its broker session (MQTT 3.1.1) gets this long."""
 OUTBOX_RETRY_S: Final = 1.0
@@ -202,7 +213,10 @@ class MqttPublisher:
         # another (a session started or ended): the connection is then renewed.
         self._will_session: Any = None
         self._will_stale = asyncio.Event()
-        self._renewing = False
+        # Renewing: closing a connection to open the next at once. Its first closes
+        # cleanly, so its will is not sent: until the next connection is up (will
+        # withheld) nothing would tell the broker that the hub went away.
+        self._renewing = self._will_withheld = False
         self._broker_session = False  # whether the broker may hold one of ours from before
         self._progress = asyncio.Event()
         """Set whenever the outbox or the replies shrink (a clean shutdown waits on it)."""
@@ -469,17 +483,20 @@ class MqttPublisher:
                 log.error("MQTT: unexpected error", exc_info=group.exceptions[0])
                 failure = f"unexpected error: {group.exceptions[0]!r}"
             self._connected = False
-            if failure is None and self._renewing:
-                if not self._stopping.is_set():
-                    continue  # closed on purpose to renew the will: open the next one at once
-                await self._say_offline_after_renewal()
-                return
-            if failure is None or self._stopping.is_set():
-                if failure is None and self.settings.protocol != "5":
+            if self._renewing:
+                # Closed on purpose (even if the close itself failed), or the next
+                # connection did not open: the broker may hold no will for the hub.
+                self._will_withheld = True
+                if failure is None:
+                    continue  # open the next connection at once
+            if failure is None:  # stopped cleanly, offline said: leave no session behind
+                if self.settings.protocol != "5":
                     with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
                         async with asyncio.timeout(DROP_SESSION_TIMEOUT_S):
                             await self._drop_broker_session()
                 return
+            if self._stopping.is_set():
+                break
             self._renewing = False  # what follows is a reconnection, counted as one
             if failure != self._last_error:
                 log.warning("MQTT: %s; retrying", failure)
@@ -490,6 +507,10 @@ class MqttPublisher:
             # After a connection that worked, start again from the shortest wait.
             delay = self._backoff[0] if self._reset_backoff else min(delay * 2, self._backoff[1])
             self._reset_backoff = False
+        if self._will_withheld:
+            # Stopped after a renewal closed the last connection and before another could
+            # open (at once, or after it failed and while waiting to retry).
+            await self._say_offline_after_renewal()
 
     async def _wait_to_retry(self, wait: float, *, probe: bool) -> None:
         """Wait ``wait`` s to connect again, or until the publisher stops.
@@ -616,58 +637,70 @@ class MqttPublisher:
         if self._clears_old_session_first():
             await self._drop_broker_session()
         client = self._client()
-        v5 = self.settings.protocol == "5"
         # In flight by design (outbox window, a live burst, retained and replies): not
         # worth aiomqtt's warning, which it gives above 10.
         client.pending_calls_threshold = OUTBOX_WINDOW + LIVE_BURST + 16
-        async with client:
-            self._broker_session = True
-            self._connected = True
-            self._reset_backoff = True
-            if self._renewing:  # our own doing, a moment ago: no reconnection to count
-                self._renewing = False
-                log.debug("MQTT: connected to %s with the new will", self.settings.redacted())
-            elif self._ever_connected:
-                self._counts["reconnects"] += 1
-                log.info("MQTT: connected to %s again", self.settings.redacted())
-            else:
-                log.info("MQTT: connected to %s", self.settings.redacted())
-            self._ever_connected = True
-            self._last_error = None
-            self._set_hub_status()
-            online = self._retained[self.topics.hub_status]
-            await client.publish(
-                self.topics.hub_status, online, qos=1, retain=True, timeout=PUBLISH_TIMEOUT_S
-            )
-            self._counts["published"] += 1
-            # Everything retained again: the broker may have restarted without persistence.
-            self._mark_retained_dirty(discovery_only=False)
-            if self._retained[self.topics.hub_status] == online:
-                del self._dirty[self.topics.hub_status]
-            if self._discovery is not None:
-                # First, so that the broker's retained old configs have all come in when
-                # the subscriptions below are acknowledged, before any device config goes.
-                self._legacy.clear()
-                await client.subscribe(self._discovery.legacy_filter, qos=1)
-            # MQTT 5 can show the hub a retained command as such even when it arrives live,
-            # so it is refused at once rather than carried out now and refused later.
-            if v5:
-                options = SubscribeOptions(qos=1, retainAsPublished=True)
-                await client.subscribe(self.topics.commands, options=options)
-            else:
-                await client.subscribe(self.topics.commands, qos=1)
-            if self._discovery is not None:
-                await client.subscribe(self._discovery.birth_topic, qos=1)
-            async with asyncio.TaskGroup() as tasks:
-                senders = [
-                    tasks.create_task(self._until_disconnected(client), name="mqtt watch"),
-                    tasks.create_task(self._send_retained(client), name="mqtt retained"),
-                    tasks.create_task(self._send_outbox(client), name="mqtt outbox"),
-                    tasks.create_task(self._send_live(client), name="mqtt live"),
-                    tasks.create_task(self._send_replies(client), name="mqtt replies"),
-                    tasks.create_task(self._move_legacy_discovery(client), name="mqtt migrate"),
-                ]
-                tasks.create_task(self._close_when_asked(client, senders), name="mqtt close")
+        held: socket.socket | None = None
+        try:
+            async with client:
+                await self._serve(client)
+                if self._renewing:  # the next connection waits for the broker to end this one
+                    held = hold_connection(client)
+        finally:
+            if held is not None:
+                await until_broker_closes(held, RENEW_CLOSE_TIMEOUT_S)
+
+    async def _serve(self, client: aiomqtt.Client) -> None:
+        """A connection just opened: announce, subscribe, send and receive until it ends."""
+        v5 = self.settings.protocol == "5"
+        self._broker_session = True
+        self._will_withheld = False  # this connection's will stands for the hub now
+        self._connected = True
+        self._reset_backoff = True
+        if self._renewing:  # our own doing, a moment ago: no reconnection to count
+            self._renewing = False
+            log.debug("MQTT: connected to %s with the new will", self.settings.redacted())
+        elif self._ever_connected:
+            self._counts["reconnects"] += 1
+            log.info("MQTT: connected to %s again", self.settings.redacted())
+        else:
+            log.info("MQTT: connected to %s", self.settings.redacted())
+        self._ever_connected = True
+        self._last_error = None
+        self._set_hub_status()
+        online = self._retained[self.topics.hub_status]
+        await client.publish(
+            self.topics.hub_status, online, qos=1, retain=True, timeout=PUBLISH_TIMEOUT_S
+        )
+        self._counts["published"] += 1
+        # Everything retained again: the broker may have restarted without persistence.
+        self._mark_retained_dirty(discovery_only=False)
+        if self._retained[self.topics.hub_status] == online:
+            del self._dirty[self.topics.hub_status]
+        if self._discovery is not None:
+            # First, so that the broker's retained old configs have all come in when
+            # the subscriptions below are acknowledged, before any device config goes.
+            self._legacy.clear()
+            await client.subscribe(self._discovery.legacy_filter, qos=1)
+        # MQTT 5 can show the hub a retained command as such even when it arrives live,
+        # so it is refused at once rather than carried out now and refused later.
+        if v5:
+            options = SubscribeOptions(qos=1, retainAsPublished=True)
+            await client.subscribe(self.topics.commands, options=options)
+        else:
+            await client.subscribe(self.topics.commands, qos=1)
+        if self._discovery is not None:
+            await client.subscribe(self._discovery.birth_topic, qos=1)
+        async with asyncio.TaskGroup() as tasks:
+            senders = [
+                tasks.create_task(self._until_disconnected(client), name="mqtt watch"),
+                tasks.create_task(self._send_retained(client), name="mqtt retained"),
+                tasks.create_task(self._send_outbox(client), name="mqtt outbox"),
+                tasks.create_task(self._send_live(client), name="mqtt live"),
+                tasks.create_task(self._send_replies(client), name="mqtt replies"),
+                tasks.create_task(self._move_legacy_discovery(client), name="mqtt migrate"),
+            ]
+            tasks.create_task(self._close_when_asked(client, senders), name="mqtt close")
 
     def _mark_retained_dirty(self, *, discovery_only: bool) -> None:
         # Discovery first: Home Assistant must know an entity before its state arrives.
@@ -727,12 +760,12 @@ class MqttPublisher:
                 self._offline_status("shutdown"),
                 qos=1,
                 retain=True,
-                timeout=max(0.5, deadline - time.monotonic()),
+                timeout=max(OFFLINE_AT_LEAST_S, deadline - time.monotonic()),
             )
 
     async def _say_offline_after_renewal(self) -> None:
-        """Stopped between a renewal's two connections, whose first closed cleanly (so no
-        will was sent): say offline on one short connection of its own."""
+        """Stopped after a renewal's first connection closed cleanly (so no will was sent)
+        and before a second was up: say offline on one short connection of its own."""
         deadline = time.monotonic() + self._shutdown_timeout_s
         with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
             async with asyncio.timeout(self._shutdown_timeout_s), self._client() as client:
