@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import signal
 import time
 from collections.abc import AsyncIterator
@@ -87,6 +88,21 @@ class Rack:
     def radio_lines(self) -> list[str]:
         """What the hub said about its radio (from the watch, not the links)."""
         return [line for line in self.log.read_text().splitlines() if "radio tcp-client" in line]
+
+
+def told_in_moderation(said: list[str]) -> None:
+    """The back-off is told, not every attempt of it: attempts 1, 2, 4, 8 … of each loss.
+
+    Counted per loss, so that a loaded machine on which a probe also times out (one more
+    loss and return) does not read as a flood.
+    """
+    losses = [line for line in said if " lost: " in line]
+    assert losses, said
+    assert len([line for line in said if "back after" in line]) <= len(losses), said
+    attempts = [int(m.group(1)) for line in said if (m := re.search(r"attempt (\d+):", line))]
+    assert all(a & (a - 1) == 0 for a in attempts), said
+    assert len(attempts) <= 5 * len(losses), said  # attempts 1 … 16 at the most, per loss
+    assert len(said) - len(attempts) <= 2 * len(losses), said  # a loss, and its return
 
 
 @contextlib.asynccontextmanager
@@ -168,7 +184,7 @@ async def test_a_restarted_emulator_is_reached_again_by_itself(tmp_path: Path) -
     said = hub.radio_lines()
     assert any("lost: the HCI transport closed" in line for line in said), said
     assert any("back after" in line for line in said), said
-    assert len(said) <= 8, said  # the back-off is told, not every attempt of it
+    told_in_moderation(said)
 
 
 async def test_a_stalled_controller_is_noticed_and_the_samples_lost_counted(
@@ -205,7 +221,7 @@ async def test_a_stalled_controller_is_noticed_and_the_samples_lost_counted(
             assert 0.9 * stalled_s * RATE_HZ < lost_samples < (back_s + 1.0) * RATE_HZ, status
     said = hub.radio_lines()
     assert any("did not answer" in line for line in said), said
-    assert len(said) <= 8, said
+    told_in_moderation(said)
 
 
 async def test_work_on_a_lost_radio_is_ended_and_the_next_waits_for_its_return(
