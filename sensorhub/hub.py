@@ -14,11 +14,12 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sensorhub.ble.link import SensorBatch, SensorLink, SensorStatus
+from sensorhub.ble.link import SensorLink
 from sensorhub.ble.radio import Radio
 from sensorhub.errors import SensorhubError
 from sensorhub.pairing import Progress, pair_sensor
 from sensorhub.registry import RegisteredSensor, SensorRegistry
+from sensorhub.stream import SensorBatch, SensorStatus
 
 log = logging.getLogger(__name__)
 

@@ -28,8 +28,8 @@ from sensorhub.analysis.events import (
     VelocityUpdate,
 )
 
-if TYPE_CHECKING:  # the link pulls in the radio stack; records only name its status type
-    from sensorhub.ble.link import SensorStatus
+if TYPE_CHECKING:
+    from sensorhub.stream import SensorStatus
 
 __all__ = [
     "Record",

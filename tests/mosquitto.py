@@ -437,8 +437,8 @@ def session(event: str, session_id: int = 1) -> dict[str, Any]:
 def sensor_status(
     address: str, *, state: str = "streaming", frames: int = 100, battery: int | None = 80
 ) -> dict[str, Any]:
-    from sensorhub.ble.link import LinkState, SensorStatus  # noqa: PLC0415
     from sensorhub.records import sensor_status_record  # noqa: PLC0415
+    from sensorhub.stream import LinkState, SensorStatus  # noqa: PLC0415
 
     status = SensorStatus(
         address=address,

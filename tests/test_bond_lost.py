@@ -12,12 +12,13 @@ import pytest
 from firmware_protocol.virtual.emulator import Emulator
 from firmware_protocol.virtual.radio import VirtualRadio
 from firmware_protocol.virtual.scenario import Scenario
-from sensorhub.ble.link import BOND_LOST_RETRY_S, LinkState
+from sensorhub.ble.link import BOND_LOST_RETRY_S
 from sensorhub.ble.radio import Radio
 from sensorhub.errors import PairingError
 from sensorhub.hub import Hub
 from sensorhub.pairing import pair_sensor
 from sensorhub.registry import SensorRegistry
+from sensorhub.stream import LinkState
 from tests.test_hub_ble import Batches, firmware, wait_for
 
 

@@ -27,11 +27,12 @@ from firmware_protocol.virtual.firmware import Fault, SensorProfile, VirtualSens
 from firmware_protocol.virtual.radio import VirtualRadio
 from firmware_protocol.virtual.scenario import Scenario
 from sensorhub.ble import link as link_module
-from sensorhub.ble.link import LinkState, SensorBatch, SensorLink
+from sensorhub.ble.link import SensorLink
 from sensorhub.ble.radio import Radio
 from sensorhub.hub import Hub
 from sensorhub.pairing import pair_sensor
 from sensorhub.registry import RegisteredSensor, SensorRegistry
+from sensorhub.stream import LinkState, SensorBatch
 from tests.test_hub_ble import firmware, wait_for
 
 

@@ -22,11 +22,11 @@ from firmware_protocol.virtual.emulator import Emulator
 from firmware_protocol.virtual.firmware import VirtualSensor
 from firmware_protocol.virtual.radio import VirtualRadio
 from firmware_protocol.virtual.scenario import Scenario
-from sensorhub.ble.link import LinkState, SensorBatch
 from sensorhub.ble.radio import Radio
 from sensorhub.hub import Hub
 from sensorhub.pairing import discover, pair_sensor
 from sensorhub.registry import RegisteredSensor, SensorRegistry
+from sensorhub.stream import LinkState, SensorBatch
 
 
 @pytest.fixture

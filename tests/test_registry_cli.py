@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from sensorhub.ble.link import SensorBatch
 from sensorhub.ble.radio import Radio
 from sensorhub.cli import main
 from sensorhub.errors import ConfigError, StateError
 from sensorhub.hub import Hub
 from sensorhub.registry import RegisteredSensor, SensorRegistry, check_address
 from sensorhub.state import ENV_VAR, default_state_dir
+from sensorhub.stream import SensorBatch
 from tests.processes import emulate
 
 

@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 
 from firmware_protocol import ImuDataFrame
-from sensorhub.ble.link import SensorBatch
 from sensorhub.errors import ConfigError, StateError
 from sensorhub.records import iso
 from sensorhub.registry import RegisteredSensor
 from sensorhub.store import SessionStore, db
 from sensorhub.store.schema import APPLICATION_ID, RECORD_COLUMNS, SCHEMA_VERSION
+from sensorhub.stream import SensorBatch
 from tests.test_store_data import BAR, PELVIS, RATE_HZ, recorded_copy
 
 ADA = {"Ada": {"exercise": "hip_thrust", "load_kg": 80.0}}

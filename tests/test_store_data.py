@@ -21,10 +21,10 @@ from firmware_protocol.virtual.motion import Trajectory
 from firmware_protocol.virtual.scenario import Scenario
 from sensorhub.analysis.athlete import AthleteAnalyzer
 from sensorhub.analysis.tilt import TiltCalibration
-from sensorhub.ble.link import SensorBatch
 from sensorhub.records import WallClock, event_record
 from sensorhub.registry import RegisteredSensor
 from sensorhub.store import SessionStore
+from sensorhub.stream import SensorBatch
 
 RATE_HZ = 100.0
 FRAME_SAMPLES = 10

@@ -59,8 +59,8 @@ from sensorhub.store._rows import (
 )
 from sensorhub.store._writes import StoreWrites
 
-if TYPE_CHECKING:  # the link pulls in the radio stack; the store only names its batch type
-    from sensorhub.ble.link import SensorBatch
+if TYPE_CHECKING:
+    from sensorhub.stream import SensorBatch
 
 from sensorhub.store.schema import (
     APPLICATION_ID,
