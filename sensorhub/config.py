@@ -46,11 +46,23 @@ from sensorhub.analysis.exercises import EXERCISES
 from sensorhub.ble.spec import check_ble_spec
 from sensorhub.errors import ConfigError
 
-__all__ = ["EXERCISES", "PASSWORD_ENV", "SET_GAP_S_LIMITS", "AthleteSettings", "ServiceConfig"]
+__all__ = [
+    "EXERCISES",
+    "LIVE_RATE_HZ_LIMITS",
+    "LOAD_KG_LIMITS",
+    "PASSWORD_ENV",
+    "SET_GAP_S_LIMITS",
+    "VELOCITY_LOSS_ALERT_PCT_LIMITS",
+    "AthleteSettings",
+    "ServiceConfig",
+]
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 PASSWORD_ENV: Final = "SENSORHUB_MQTT_PASSWORD"  # noqa: S105 - a variable name
 SET_GAP_S_LIMITS: Final = (6.0, 3600.0)
+LIVE_RATE_HZ_LIMITS: Final = (0.1, 100.0)
+VELOCITY_LOSS_ALERT_PCT_LIMITS: Final = (1.0, 99.0)
+LOAD_KG_LIMITS: Final = (0.0, 1000.0)
 """Seconds without a rep that end a set: above the longest pause inside a set (a
 rest-pause starts at 5 s), and at most an hour. The service and the analysis commands
 take the same range."""
@@ -118,10 +130,14 @@ class ServiceConfig:
                 f"{where}: [mqtt] discovery_prefix = {self.discovery_prefix!r}: one topic "
                 "level, e.g. homeassistant"
             )
-        _check_range(where, "mqtt", "live_rate_hz", self.live_rate_hz, 0.1, 100)
+        _check_range(where, "mqtt", "live_rate_hz", self.live_rate_hz, *LIVE_RATE_HZ_LIMITS)
         _check_range(where, "mqtt", "embedded_port", self.embedded_port, 0, 65535)
         _check_range(
-            where, "analysis", "velocity_loss_alert_pct", self.velocity_loss_alert_pct, 1, 99
+            where,
+            "analysis",
+            "velocity_loss_alert_pct",
+            self.velocity_loss_alert_pct,
+            *VELOCITY_LOSS_ALERT_PCT_LIMITS,
         )
         _check_range(where, "analysis", "set_gap_s", self.set_gap_s, *SET_GAP_S_LIMITS)
         _check_exercise(where, "session", self.exercise)
@@ -130,7 +146,7 @@ class ServiceConfig:
                 raise ConfigError(f"{where}: [athletes] {name!r}: names are 1-64 characters")
             _check_exercise(where, f"athletes.{name}", athlete.exercise)
             if athlete.load_kg is not None:
-                _check_range(where, f"athletes.{name}", "load_kg", athlete.load_kg, 0, 1000)
+                _check_range(where, f"athletes.{name}", "load_kg", athlete.load_kg, *LOAD_KG_LIMITS)
 
     def athlete(self, name: str) -> AthleteSettings:
         """The settings of athlete ``name`` (the session's exercise when not configured)."""

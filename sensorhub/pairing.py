@@ -35,6 +35,7 @@ from firmware_protocol import (
     decode,
 )
 from firmware_protocol import gatt as uuids
+from sensorhub.analysis.neutral import NEUTRAL_HOLD_S
 from sensorhub.ble.control import ControlPoint
 from sensorhub.ble.errors import bluetooth_errors, not_in_pairing_mode
 from sensorhub.ble.link import disconnect
@@ -50,7 +51,6 @@ from sensorhub.registry import ROLES, RegisteredSensor, SensorRegistry
 
 Progress = Callable[[str], None]
 IDENTIFY_MS = 3000
-NEUTRAL_HOLD_S = 3.0
 
 
 @dataclass(frozen=True, slots=True)

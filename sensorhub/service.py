@@ -3,10 +3,12 @@
 Data flows one way::
 
     Hub (links) ─batches─▶ Service ─▶ SessionStore (raw frames)
-                                  └─▶ AthleteAnalyzer per athlete ─events─▶ records
-                                        ─▶ MqttPublisher · SessionStore · LiveView
+                                  └─▶ SessionPipeline (one analyzer per athlete) ─records─▶
+                                        MqttPublisher · SessionStore · LiveView
 
-The analysis never does I/O and the I/O edges never compute metrics. Commands (from
+The service is the wiring: the analysis of a session, with everything that decides how
+it runs, is :class:`~sensorhub.pipeline.SessionPipeline` (a replay runs the same one on
+stored frames). The pipeline never does I/O and the I/O edges never compute metrics. Commands (from
 the MQTT command topic, or the demo) change what the service does: sessions, loads,
 pairing, calibration; each answers with a result or a :class:`CommandError`.
 """
@@ -27,31 +29,34 @@ from typing import Any, Final, Protocol
 
 from sensorhub import __version__
 from sensorhub.analysis.athlete import AthleteAnalyzer, Role
-from sensorhub.analysis.events import Event
-from sensorhub.analysis.tilt import NeutralWindowError, TiltCalibration
-from sensorhub.ble.link import SensorBatch, SensorStatus
+from sensorhub.analysis.neutral import NEUTRAL_DELAY_S, NEUTRAL_HOLD_S, neutral_window
+from sensorhub.analysis.tilt import TiltCalibration
 from sensorhub.ble.radio import Radio
 from sensorhub.config import ServiceConfig
 from sensorhub.errors import CommandError, SensorhubError
 from sensorhub.hub import Hub, HubConfig
 from sensorhub.mqtt import BrokerSettings, Command, EmbeddedBroker, MqttPublisher, TopicTree
 from sensorhub.mqtt.publisher import RECONNECT_DELAY_S
-from sensorhub.records import Record, WallClock, event_record, iso, sensor_status_record
+from sensorhub.pipeline import (
+    TICK_S,
+    AnalysisSettings,
+    SessionPipeline,
+    analysis_role,
+    stored_calibration,
+)
+from sensorhub.records import Record, WallClock, iso, sensor_status_record
 from sensorhub.registry import RegisteredSensor, SensorRegistry
 from sensorhub.state import default_state_dir, ensure_state_dir
 from sensorhub.store import SessionStore
+from sensorhub.stream import SensorBatch, SensorStatus
 
 __all__ = ["RecordSink", "Service", "SessionInfo", "freeze_startup_heap"]
 
 log = logging.getLogger(__name__)
 
-TICK_S: Final = 0.25
-"""How often time is let pass in the analysis (a set ends on a quiet clock, too)."""
 STATUS_EVERY_S: Final = 5.0
 COMPLAIN_EVERY_S: Final = 10.0
 """A failure that repeats with every batch (a full disk) is logged at most this often."""
-NEUTRAL_HOLD_S: Final = 3.0
-"""The ``calibrate`` command measures the neutral pelvis over this long, from 0.5 s on."""
 
 
 class RecordSink(Protocol):
@@ -73,12 +78,6 @@ class SessionInfo:
     athletes: dict[str, dict[str, Any]]
     reps: int = 0
     sets: int = 0
-
-
-def _analysis_role(sensor: RegisteredSensor) -> Role:
-    if sensor.kind == "bar_velocity":
-        return "bar_velocity"
-    return "bar" if sensor.role == "bar" else "pelvis"
 
 
 @dataclass
@@ -127,6 +126,8 @@ class Service:
         """Saves of learned calibration: off the event loop (an fsync), in the order made."""
         self.session: SessionInfo | None = None
         self._athletes: dict[str, _Athlete] = {}
+        self._pipeline: SessionPipeline | None = None
+        """The running session's analysis."""
         self._loads: dict[str, float | None] = {}
         self._complained: dict[str, float] = {}
         self._storage_shown: dict[str, Any] | None = None  # the problem on the hub status
@@ -221,13 +222,15 @@ class Service:
         while True:
             await asyncio.sleep(TICK_S)
             now = time.monotonic()
-            for athlete in list(self._athletes.values()):
+            pipeline = self._pipeline
+            for name in list(self._athletes):
+                assert pipeline is not None  # athletes are analysed only in a session
                 try:
-                    events = athlete.analyzer.tick(now)
+                    records = pipeline.tick(name, now)
                 except Exception:  # noqa: BLE001 - one athlete's analysis must not stop the hub
-                    self._complain(f"analysis {athlete.name}", "analysis failed", trace=True)
+                    self._complain(f"analysis {name}", "analysis failed", trace=True)
                     continue
-                self._emit(events)
+                self._emit(records)
             if now - last_status >= STATUS_EVERY_S:
                 last_status = now
                 for status in self.hub.statuses():
@@ -258,6 +261,7 @@ class Service:
         )
         self.session = SessionInfo(session_id, time.time(), athletes)
         self._athletes.clear()
+        self._pipeline = SessionPipeline(self.clock, session_id=session_id)
         self.publisher.set_hub_info(session_id=session_id)
         self._publish_session("started")
         log.info("session %d started (%s)", session_id, ", ".join(names) or "no athletes yet")
@@ -270,8 +274,10 @@ class Service:
             raise CommandError("no session is running; start one first (start_session)")
         for athlete in list(self._athletes.values()):
             self._save_tilt_axis(athlete)  # refined since it was first saved
-            self._emit(athlete.analyzer.flush())
+        if self._pipeline is not None:
+            self._emit(self._pipeline.flush())
         self._athletes.clear()
+        self._pipeline = None
         self.store.end_session(session.id)
         # What the store holds, written or waiting for the disk: never a rep it lost.
         session.sets, session.reps = self.store.counts(session.id)
@@ -322,26 +328,9 @@ class Service:
             # A full disk must not stop the live metrics: they go on, the loss is told.
             self._complain("store", f"{sensor.label}: raw frames not recorded: {exc}")
         try:
-            athlete = self._athlete_for(sensor)
+            athlete, pipeline = self._athlete_for(sensor)
             role = athlete.roles[sensor.address]
-            if role == "bar_velocity":
-                assert batch.position is not None
-                assert batch.velocity is not None
-                events = athlete.analyzer.feed_transducer(batch.t, batch.position, batch.velocity)
-            else:
-                assert batch.accel is not None
-                assert batch.gyro is not None
-                events = athlete.analyzer.feed_imu(role, batch.t, batch.accel, batch.gyro)
-        except NeutralWindowError:
-            # The pelvis was away while the athlete was to hold neutral: ask again, now.
-            now = float(batch.t[-1])
-            athlete.analyzer.recalibrate_tilt((now + 0.5, now + 0.5 + NEUTRAL_HOLD_S))
-            log.warning(
-                "%s: no pelvis data while measuring the neutral pose; hold neutral for %g s now",
-                sensor.athlete,
-                NEUTRAL_HOLD_S,
-            )
-            return
+            records = pipeline.feed(athlete.name, role, batch)
         except Exception:  # noqa: BLE001 - one athlete's analysis must not stop the hub
             self._complain(
                 f"analysis {sensor.athlete}", f"{sensor.label}: analysis failed", trace=True
@@ -349,7 +338,7 @@ class Service:
             return
         if role == "pelvis" and athlete.keeps_axis and not athlete.axis_saved:
             self._save_tilt_axis(athlete)
-        self._emit(events, batch.received_at)
+        self._emit(records, batch.received_at)
 
     def _save_tilt_axis(self, athlete: _Athlete) -> None:
         """Keep a newly learned mediolateral axis with the pelvis sensor's calibration.
@@ -383,59 +372,59 @@ class Service:
             return
         log.info("%s: pelvic tilt axis learned and saved with the pelvis sensor", athlete)
 
-    def _athlete_for(self, sensor: RegisteredSensor) -> _Athlete:
-        """The athlete's analysis; rebuilt (after flushing) when a new sensor joins."""
-        athlete = self._athletes.get(sensor.athlete)
-        if athlete is not None and sensor.address in athlete.roles:
-            return athlete
+    def _athlete_for(self, sensor: RegisteredSensor) -> tuple[_Athlete, SessionPipeline]:
+        """The athlete's analysis; started again (after finishing it) when a sensor joins."""
+        athlete, pipeline = self._athletes.get(sensor.athlete), self._pipeline
         assert self.session is not None
-        if athlete is not None:
-            self._emit(athlete.analyzer.flush())
+        assert pipeline is not None
+        if athlete is not None and sensor.address in athlete.roles:
+            return athlete, pipeline
         mine = [s for s in self.registry.load().values() if s.athlete == sensor.athlete]
         if sensor.address not in {s.address for s in mine}:
             mine.append(sensor)
-        roles = {s.address: _analysis_role(s) for s in mine}
+        roles = {s.address: analysis_role(s.kind, s.role) for s in mine}
         rates: dict[Role, float] = {
             role: float(
                 self.config.bar_rate_hz if role == "bar_velocity" else self.config.imu_rate_hz
             )
             for role in roles.values()
         }
-        settings = self.session.athletes.get(sensor.athlete)
-        if settings is None:  # paired while the session runs: it joins the session
-            settings = self._athlete_settings(sensor.athlete)
+        stored = self.session.athletes.get(sensor.athlete)
+        if stored is None:  # paired while the session runs: it joins the session
+            stored = self._athlete_settings(sensor.athlete)
             try:
-                self.store.add_athlete(self.session.id, sensor.athlete, settings)
+                self.store.add_athlete(self.session.id, sensor.athlete, stored)
             except SensorhubError as exc:
                 self._complain("store", f"{sensor.athlete} not recorded in the session: {exc}")
-            self.session.athletes[sensor.athlete] = settings
-        calibration, window = None, None
+            self.session.athletes[sensor.athlete] = stored
+        settings = AnalysisSettings.from_stored(stored, live_rate_hz=self.config.live_rate_hz)
+        calibration = None
         if "pelvis" in rates:
             pelvis = next(s for s in mine if roles[s.address] == "pelvis")
             calibration = _stored_calibration(pelvis)
             if calibration is None:
-                # Nothing from pairing: the athlete holds neutral as the session starts.
-                now = time.monotonic()
-                window = (now + 0.5, now + 0.5 + NEUTRAL_HOLD_S)
                 log.warning(
                     "%s: no neutral pelvis from pairing; hold neutral for %g s now",
                     sensor.athlete,
                     NEUTRAL_HOLD_S,
                 )
-        analyzer = AthleteAnalyzer(
-            sensor.athlete,
-            settings["exercise"],
-            rates,
-            load_kg=settings["load_kg"],
-            velocity_loss_alert_pct=settings["velocity_loss_alert_pct"],
-            set_gap_s=settings["set_gap_s"],
-            neutral_window=window,
-            tilt_calibration=calibration,
-            live_rate_hz=self.config.live_rate_hz,
+        self._emit(
+            pipeline.add_athlete(
+                sensor.athlete,
+                settings,
+                rates,
+                calibration=calibration,
+                neutral_from=time.monotonic(),  # the samples' clock is the hub's
+            )
         )
-        athlete = _Athlete(sensor.athlete, analyzer, roles, keeps_axis=calibration is not None)
+        athlete = _Athlete(
+            sensor.athlete,
+            pipeline.analyzers[sensor.athlete],
+            roles,
+            keeps_axis=calibration is not None,
+        )
         self._athletes[sensor.athlete] = athlete
-        return athlete
+        return athlete, pipeline
 
     def _athlete_settings(self, name: str, exercise: str | None = None) -> dict[str, Any]:
         """What the analysis of one athlete runs with (stored with the session for replay)."""
@@ -459,19 +448,17 @@ class Service:
 
     # Events out -------------------------------------------------------------------------
 
-    def _emit(self, events: list[Event], received_at: float = 0.0) -> None:
+    def _emit(self, records: list[Record], received_at: float = 0.0) -> None:
+        """Records of the session's analysis to the store, the broker and the view."""
         session = self.session
-        for event in events:
-            record = event_record(event, self.clock)
+        for record in records:
             if self._trace is not None:
                 self._trace(record, received_at)
-            if session is not None:
-                record["session_id"] = session.id
-                if record["type"] in {"rep", "set", "alert"}:
-                    try:
-                        self.store.add_record(session.id, record)
-                    except SensorhubError as exc:
-                        self._complain("store", f"cannot record a {record['type']}: {exc}")
+            if session is not None and record["type"] in {"rep", "set", "alert"}:
+                try:
+                    self.store.add_record(session.id, record)
+                except SensorhubError as exc:
+                    self._complain("store", f"cannot record a {record['type']}: {exc}")
             try:
                 self.publisher.publish_record(record)
             except SensorhubError as exc:  # the outbox's disk is full or gone
@@ -597,22 +584,17 @@ class Service:
             raise CommandError(
                 f"{athlete!r} has no running analysis: pair a pelvis sensor and start a session"
             )
-        now = time.monotonic()
         try:
-            running.analyzer.recalibrate_tilt((now + 0.5, now + 0.5 + NEUTRAL_HOLD_S))
+            running.analyzer.recalibrate_tilt(neutral_window(time.monotonic()))
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         running.keeps_axis = False  # the registry keeps pairing's neutral, not this one
-        return {"athlete": athlete, "hold_s": NEUTRAL_HOLD_S, "starts_in_s": 0.5}
+        return {"athlete": athlete, "hold_s": NEUTRAL_HOLD_S, "starts_in_s": NEUTRAL_DELAY_S}
 
 
 def _stored_calibration(sensor: RegisteredSensor) -> TiltCalibration | None:
-    gravity = (sensor.calibration or {}).get("neutral_gravity_sensor")
-    axis = (sensor.calibration or {}).get("tilt_axis_sensor")
-    if gravity is None:
-        return None
     try:
-        return TiltCalibration.from_gravity(gravity, axis)
+        return stored_calibration(sensor.calibration)
     except ValueError as exc:
         log.warning("%s: stored calibration unusable (%s); pair again", sensor.label, exc)
         return None

@@ -15,7 +15,8 @@ import pytest
 
 from sensorhub.cli import main
 from sensorhub.registry import RegisteredSensor
-from sensorhub.store import SessionStore, replay_session
+from sensorhub.replay import replay_session
+from sensorhub.store import SessionStore
 from tests.mosquitto import Mosquitto, free_port
 from tests.service_helpers import subscriber, validate
 from tests.test_store_data import CLOCK_OFFSET_S, HUB_T0, Recorded, recorded_copy

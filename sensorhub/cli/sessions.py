@@ -269,7 +269,7 @@ async def run_replay(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace, sinks: list[RecordSink]) -> list[Record]:
-    from sensorhub.store import replay_session
+    from sensorhub.replay import replay_session
 
     records: list[Record] = []
     with _store(args) as store:

@@ -1,7 +1,9 @@
-"""Where sessions are kept: the SQLite session store, its exports, and replays.
+"""Where sessions are kept: the SQLite session store and its exports.
+
+A replay of a stored session is the hub's pipeline fed from here: :mod:`sensorhub.replay`.
 
 The names below are loaded on first use: a command that only lists sessions does not
-import the analysis that replays them.
+import what exports them.
 """
 
 from __future__ import annotations
@@ -14,18 +16,14 @@ from sensorhub.store.schema import FORMATS, ExportFormat
 if TYPE_CHECKING:
     from sensorhub.store.db import FILE_NAME, RawBatch, SessionStore
     from sensorhub.store.export import export_session
-    from sensorhub.store.replay import RecordSink, plan_replay, replay_session
 
 __all__ = [
     "FILE_NAME",
     "FORMATS",
     "ExportFormat",
     "RawBatch",
-    "RecordSink",
     "SessionStore",
     "export_session",
-    "plan_replay",
-    "replay_session",
 ]
 
 _HOMES = {
@@ -33,9 +31,6 @@ _HOMES = {
     "RawBatch": "db",
     "SessionStore": "db",
     "export_session": "export",
-    "RecordSink": "replay",
-    "plan_replay": "replay",
-    "replay_session": "replay",
 }
 
 

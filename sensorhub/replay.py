@@ -1,9 +1,12 @@
 """Run a recorded session's raw frames through the analysis again.
 
-The stored frames are decoded exactly as the live link decoded them, each sample keeps
-its stored hub time, and the records carry the session's wall-clock offset: the replay
-of a session sees what the hub saw and stamps what it finds with the live times. Useful
-after an analysis improvement, or to publish a session again.
+A replay is the hub's own pipeline (:mod:`sensorhub.pipeline`) fed from the session
+store instead of the radio. The stored frames are decoded exactly as the live link
+decoded them, each sample keeps its stored hub time, time passes in the analysis as it
+did on the hub (every :data:`~sensorhub.pipeline.TICK_S` of the stream), and the records
+carry the session's wall-clock offset: the replay of a session sees what the hub saw and
+stamps what it finds with the live times. Useful after an analysis improvement, or to
+publish a session again.
 """
 
 from __future__ import annotations
@@ -22,41 +25,36 @@ from firmware_protocol import (
     ImuDataFrame,
     decode,
 )
-from sensorhub.analysis.athlete import AthleteAnalyzer, Role
+from sensorhub.analysis.athlete import Role
 from sensorhub.analysis.tilt import TiltCalibration
-from sensorhub.errors import StateError
-from sensorhub.records import Record, WallClock, event_record
+from sensorhub.errors import SensorhubError, StateError
+from sensorhub.pipeline import AnalysisSettings, SessionPipeline, analysis_role, stored_calibration
+from sensorhub.records import Record, WallClock
 from sensorhub.store.db import RawBatch, SessionStore
+from sensorhub.stream import SensorBatch
 
-__all__ = ["RATE_FRAMES", "ReplayPlan", "analysis_role", "plan_replay", "replay_session"]
+__all__ = ["RATE_FRAMES", "RecordSink", "ReplayPlan", "plan_replay", "replay_session"]
 
 RATE_FRAMES: Final = 256
 """Frames per sensor whose timestamps give its sample rate."""
-TICK_S: Final = 0.5
-"""Stream time between the analysis's ticks, as often as the live hub ticks it."""
 NOMINAL_TOLERANCE: Final = 0.02
 """A measured rate this close to a configurable one is that one (clock drift is ppm)."""
-NEUTRAL_DELAY_S: Final = 0.5
-NEUTRAL_HOLD_S: Final = 3.0
-"""Without a neutral pose from pairing, the athlete holds it for this long at the start."""
 DEFAULT_KINDS: Final = frozenset({"rep", "set", "alert"})
 
 RecordSink = Callable[[Record], None]
 """Where replayed records can go besides the caller (a publisher, a printer)."""
 
 
-def analysis_role(kind: str, role: str) -> Role:
-    """The analysis's name for a sensor: ``bar_velocity`` for a transducer, else its role."""
-    return "bar_velocity" if kind == "bar_velocity" else role  # type: ignore[return-value]
-
-
 @dataclass(frozen=True, slots=True)
 class ReplayPlan:
-    """What a replay runs: one analyzer per athlete with sensors, and the clock."""
+    """What a replay runs: the pipeline, with an analyzer per athlete with sensors."""
 
     session_id: int
-    clock: WallClock
-    analyzers: dict[str, AthleteAnalyzer]
+    pipeline: SessionPipeline
+
+    @property
+    def clock(self) -> WallClock:
+        return self.pipeline.clock
 
 
 def _stream_facts(
@@ -93,17 +91,18 @@ def _nominal(rate_hz: float) -> float:
 
 
 def plan_replay(store: SessionStore, session_id: int) -> ReplayPlan:
-    """Build the analyzers a session's settings and sensors call for.
+    """Build the pipeline a session's settings and sensors call for.
 
-    Each athlete's analyzer gets the session's exercise, load and analysis settings, the
+    Each athlete's analysis gets the session's exercise, load and analysis settings, the
     roles of the sensors that recorded frames, and rates from their timestamps. A pelvis
     sensor's tilt starts from the neutral pose measured at pairing; a sensor paired
-    without one takes the neutral pose from the first seconds of its stream.
+    without one takes the neutral pose from the first seconds of its stream, as the
+    live hub asked the athlete to hold it.
     """
     info = store.session(session_id)
     addresses = {sensor["address"] for sensor in info["sensors"]}
     rates, first = _stream_facts(store, session_id, addresses)
-    analyzers: dict[str, AthleteAnalyzer] = {}
+    pipeline = SessionPipeline(WallClock(offset_s=info["clock_offset_s"]))
     for athlete in info["athletes"]:
         name = athlete["athlete"]
         sensors = [s for s in info["sensors"] if s["athlete"] == name and s["address"] in rates]
@@ -111,40 +110,28 @@ def plan_replay(store: SessionStore, session_id: int) -> ReplayPlan:
             continue
         roles: dict[Role, float] = {}
         calibration: TiltCalibration | None = None
-        neutral: tuple[float, float] | None = None
+        neutral_from: float | None = None
         for sensor in sensors:
             role = analysis_role(sensor["kind"], sensor["role"])
             roles.setdefault(role, rates[sensor["address"]])
             if role == "pelvis":
                 calibration = _calibration(sensor["calibration"])
                 if calibration is None:
-                    # As the live hub does: neutral is held from half a second in.
-                    start = first[sensor["address"]] + NEUTRAL_DELAY_S
-                    neutral = (start, start + NEUTRAL_HOLD_S)
-        settings: dict[str, Any] = {
-            key: athlete[key]
-            for key in ("set_gap_s", "velocity_loss_alert_pct")
-            if athlete[key] is not None
-        }
-        analyzers[name] = AthleteAnalyzer(
-            name,
-            athlete["exercise"],
-            rates=roles,
-            load_kg=athlete["load_kg"],
-            neutral_window=neutral,
-            tilt_calibration=calibration,
-            **settings,
+                    neutral_from = first[sensor["address"]]
+        try:
+            settings = AnalysisSettings.from_stored(athlete)
+        except SensorhubError as exc:
+            raise StateError(f"session {session_id}: {name}'s stored settings: {exc}") from exc
+        pipeline.add_athlete(
+            name, settings, roles, calibration=calibration, neutral_from=neutral_from
         )
-    return ReplayPlan(session_id, WallClock(offset_s=info["clock_offset_s"]), analyzers)
+    return ReplayPlan(session_id, pipeline)
 
 
 def _calibration(stored: dict[str, Any] | None) -> TiltCalibration | None:
     """The tilt calibration pairing stored, as the live hub builds it."""
-    gravity = (stored or {}).get("neutral_gravity_sensor")
-    if gravity is None:
-        return None
     try:
-        return TiltCalibration.from_gravity(gravity, (stored or {}).get("tilt_axis_sensor"))
+        return stored_calibration(stored)
     except ValueError:
         return None  # a damaged calibration: the stream's first seconds will do
 
@@ -161,46 +148,42 @@ def replay_session(
     ``kinds`` picks the record types (``rep``, ``set``, ``alert``, also ``tilt`` and
     ``velocity`` for the live streams); every record also goes to each of ``sinks``.
     """
-    plan = plan_replay(store, session_id)
-    next_tick = -np.inf
-    for batch in store.raw_batches(session_id):
-        analyzer = plan.analyzers.get(batch.athlete)
-        if analyzer is None:
+    pipeline = plan_replay(store, session_id).pipeline
+    for stored in store.raw_batches(session_id):
+        if stored.athlete not in pipeline.analyzers:
             continue
-        events = _feed(analyzer, batch, session_id)
-        now = float(batch.t[-1])
-        if now >= next_tick:
-            next_tick = now + TICK_S
-            for each in plan.analyzers.values():
-                events += each.tick(now)
-        yield from _emit(events, plan.clock, kinds, sinks)
-    for analyzer in plan.analyzers.values():
-        yield from _emit(analyzer.flush(), plan.clock, kinds, sinks)
+        batch = _decoded(stored, session_id)
+        role = analysis_role(stored.kind, stored.role)
+        records = pipeline.feed(stored.athlete, role, batch)
+        records += pipeline.tick_all(float(stored.t[-1]))
+        yield from _emit(records, kinds, sinks)
+    yield from _emit(pipeline.flush(), kinds, sinks)
 
 
-def _feed(analyzer: AthleteAnalyzer, batch: RawBatch, session_id: int) -> list[Any]:
+def _decoded(stored: RawBatch, session_id: int) -> SensorBatch:
+    """A stored frame as the live link handed it on: its samples at their hub times."""
     try:
-        frame = decode(batch.frame)
+        frame = decode(stored.frame)
     except FirmwareProtocolError as exc:
         raise StateError(
-            f"session {session_id}: a stored frame of {batch.address} does not decode ({exc})"
+            f"session {session_id}: a stored frame of {stored.address} does not decode ({exc})"
         ) from exc
-    if not isinstance(frame, ImuDataFrame | BarDataFrame) or frame.count != len(batch.t):
+    if not isinstance(frame, ImuDataFrame | BarDataFrame) or frame.count != len(stored.t):
         raise StateError(
-            f"session {session_id}: a stored frame of {batch.address} does not match its "
+            f"session {session_id}: a stored frame of {stored.address} does not match its "
             "timestamps; the store is damaged"
         )
     if isinstance(frame, BarDataFrame):
-        return list(analyzer.feed_transducer(batch.t, frame.position, frame.velocity))
-    role = analysis_role(batch.kind, batch.role)
-    return list(analyzer.feed_imu(role, batch.t, frame.accel, frame.gyro))
+        return SensorBatch(
+            stored.address, stored.t, position=frame.position, velocity=frame.velocity
+        )
+    return SensorBatch(stored.address, stored.t, accel=frame.accel, gyro=frame.gyro)
 
 
 def _emit(
-    events: list[Any], clock: WallClock, kinds: Collection[str], sinks: Collection[RecordSink]
+    records: list[Record], kinds: Collection[str], sinks: Collection[RecordSink]
 ) -> Iterator[Record]:
-    for event in events:
-        record = event_record(event, clock)
+    for record in records:
         if record["type"] in kinds:
             for sink in sinks:
                 sink(record)
