@@ -343,6 +343,28 @@ def test_reps_that_shrink_through_a_set_are_not_partial() -> None:
     assert [r.partial for r in reps] == [False] * 6 + [True]
 
 
+def test_the_partial_rep_reference_is_the_set_as_the_set_gap_draws_it() -> None:
+    # Full reps, a 20 s rest, then a set of shorter reps (another lifter's depth, a
+    # lighter variation). With a set gap of 45 s the rest is inside one set and the
+    # short reps look partial next to the long ones; with a gap of 10 s they begin a
+    # set of their own, and are judged against each other.
+    moves, t = [], 1.0
+    for rom in [0.3] * 3:
+        moves += [(t, 0.5, rom), (t + 1.2, 1.0, -rom)]
+        t += 3.0
+    t += 20.0
+    for rom in [0.12] * 3:
+        moves += [(t, 0.5, rom), (t + 1.2, 1.0, -rom)]
+        t += 3.0
+    motion = synthetic(moves, t + 2.0)
+    one_set = RepDetector("hip_thrust")
+    two_sets = RepDetector("hip_thrust", set_gap_s=10.0)
+    assert [r.partial for r in one_set.update(motion) + one_set.flush()] == [False] * 3 + [True] * 3
+    assert [r.partial for r in two_sets.update(motion) + two_sets.flush()] == [False] * 6
+    with pytest.raises(ValueError, match="set_gap_s"):
+        RepDetector("squat", set_gap_s=0.0)
+
+
 def _with_proxy(integral: VerticalMotion, truth: VerticalMotion) -> VerticalMotion:
     """The integral's motion, with the true height as its drift-free proxy."""
     return replace(integral, proxy=truth.position)

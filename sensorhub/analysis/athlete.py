@@ -147,7 +147,7 @@ class AthleteAnalyzer:
             if lift_role != "bar_velocity"
             else None
         )
-        self._detector = RepDetector(self.exercise, load_kg=self.load_kg)
+        self._detector = RepDetector(self.exercise, load_kg=self.load_kg, set_gap_s=self.set_gap_s)
         self._sets = SetTracker(
             set_gap_s=self.set_gap_s, velocity_loss_alert_pct=self.velocity_loss_alert_pct
         )

@@ -161,7 +161,8 @@ Real sets shrink: a lifter's last squats of ten went 0.54-0.6 of the recent dept
 the integral and 0.6-0.65 by the proxy, and counted; a rep abandoned half-way goes
 half of it or less."""
 SET_CONTEXT_S: Final = 45.0
-"""Reps closer than this (s) are taken as one set for the partial-rep reference."""
+"""Reps closer than this (s) are taken as one set for the partial-rep reference, unless
+the detector is given the analysis's own set gap (the default set gap is the same)."""
 DEFAULT_HOLD_S: Final = 1.0
 REST_MEMORY_S: Final = 30.0
 """Rests are remembered this long (s): longer than any lockout that asks for one."""
@@ -276,15 +277,21 @@ class RepDetector:
     recording. :func:`detect_reps` is the batch form with the same answers.
     """
 
-    def __init__(self, exercise: str, *, load_kg: float | None = None) -> None:
+    def __init__(
+        self, exercise: str, *, load_kg: float | None = None, set_gap_s: float = SET_CONTEXT_S
+    ) -> None:
         if exercise not in EXERCISE_LIMITS:
             raise ValueError(
                 f"exercise {exercise!r} unknown; allowed: {', '.join(EXERCISE_LIMITS)}"
             )
         if load_kg is not None and not (math.isfinite(load_kg) and load_kg >= 0):
             raise ValueError(f"load_kg = {load_kg!r}: must be a non-negative number of kg")
+        if not (math.isfinite(set_gap_s) and set_gap_s > 0):
+            raise ValueError(f"set_gap_s = {set_gap_s!r}: must be a positive number of s")
         self.exercise = exercise
         self.load_kg = load_kg
+        self.set_gap_s = set_gap_s
+        """Reps closer than this (s) are one set, whose recent reps judge a partial one."""
         self.limits = EXERCISE_LIMITS[exercise]
         # Samples from HISTORY_S before the open phase's start on.
         self._t: FloatArray = np.empty(0)
@@ -822,7 +829,7 @@ class RepDetector:
         holds = [
             r.lockout_hold_s
             for r, _ in self._recent
-            if t - r.t_end <= SET_CONTEXT_S and r.lockout_hold_s < self.limits.max_lockout_s
+            if t - r.t_end <= self.set_gap_s and r.lockout_hold_s < self.limits.max_lockout_s
         ]
         return float(np.median(holds[-REFERENCE_REPS:])) if holds else DEFAULT_HOLD_S
 
@@ -868,7 +875,7 @@ class RepDetector:
         swings: list[float] = []
         last_end = rep.t_start
         for r, r_swing in reversed(self._recent):
-            if last_end - r.t_end > SET_CONTEXT_S:
+            if last_end - r.t_end > self.set_gap_s:
                 break
             last_end = r.t_start
             if not r.partial:
