@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from scipy.signal import butter, sosfiltfilt
 
+from sensorhub.analysis import turnarounds
 from sensorhub.analysis.gyro_offset import GyroOffset
 from sensorhub.analysis.stillness import StillnessDetector, StillnessSettings
 from sensorhub.analysis.turnarounds import (
@@ -105,8 +106,15 @@ def reference_swing_extremes(height: np.ndarray, swing_m: float) -> list[int]:
     return out
 
 
+@pytest.mark.parametrize("kernel", ["compiled", "public"])
 @pytest.mark.parametrize("rate", [12.5, 50.0, 200.0])
-def test_the_proxy_is_scipys_zero_phase_filter_to_the_bit(rate: float) -> None:
+def test_the_proxy_is_scipys_zero_phase_filter_to_the_bit(
+    rate: float, kernel: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if kernel == "public":  # a scipy without the kernel the fast path calls
+        monkeypatch.setattr(turnarounds, "_sosfilt_kernel", None)
+    else:
+        assert turnarounds._sosfilt_kernel is not None  # this scipy has it: it is what runs
     rng = np.random.default_rng(7)
     t, z = reps_height(rate)
     lift = np.gradient(np.gradient(z, t), t)

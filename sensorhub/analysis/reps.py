@@ -48,6 +48,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
+from sensorhub.analysis._stats import median
 from sensorhub.analysis.orientation import G
 from sensorhub.analysis.velocity import VerticalMotion
 
@@ -570,7 +571,7 @@ class RepDetector:
             return phase
         if len(self._ratios) < MIN_RATIOS:
             return phase
-        travel = swing * float(np.median(self._ratios))
+        travel = swing * median(np.asarray(self._ratios, dtype=np.float64))
         return replace(phase, z1=phase.z0 + (travel if phase.up else -travel))
 
     def _phase(
@@ -831,7 +832,7 @@ class RepDetector:
             for r, _ in self._recent
             if t - r.t_end <= self.set_gap_s and r.lockout_hold_s < self.limits.max_lockout_s
         ]
-        return float(np.median(holds[-REFERENCE_REPS:])) if holds else DEFAULT_HOLD_S
+        return median(np.asarray(holds[-REFERENCE_REPS:])) if holds else DEFAULT_HOLD_S
 
     def _make(self, up: _Phase, down: _Phase, lock0: float, lock1: float) -> Rep:
         rom = up.z1 - up.z0

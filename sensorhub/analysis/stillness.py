@@ -30,6 +30,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
+from sensorhub.analysis._stats import median, quantile
 from sensorhub.analysis.gyro_offset import GyroOffset
 from sensorhub.analysis.orientation import vector_norm, windows
 
@@ -172,13 +173,13 @@ class StillnessDetector:
         block_g = self._gyro[lo : lo + size]
         # The block's statistics join the history before it is judged: the first block
         # is judged against itself, later ones against all recent blocks.
-        median_a = float(np.median(spread_a))
-        median_g = float(np.median(spread_g))
+        median_a = median(spread_a)
+        median_g = median(spread_g)
         self._floor_a.append(median_a)
         self._floor_g.append(median_g)
         s = self.settings
-        floor_a = float(np.quantile(np.fromiter(self._floor_a, float), s.quantile))
-        floor_g = float(np.quantile(np.fromiter(self._floor_g, float), s.quantile))
+        floor_a = quantile(np.fromiter(self._floor_a, float), s.quantile)
+        floor_g = quantile(np.fromiter(self._floor_g, float), s.quantile)
         bound_g = s.margin * floor_g + GYRO_EPS
         quiet = (spread_a < s.margin * floor_a + ACCEL_EPS) & (spread_g < bound_g)
         offset = self._offsets.add(
