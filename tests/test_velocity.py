@@ -127,6 +127,27 @@ def test_streaming_in_small_batches_gives_the_batch_answer(name: str) -> None:
     assert max(len(p) for p in parts) < 0.25 * len(t)
 
 
+def test_turns_remembered_from_the_last_block_are_the_ones_worked_out_again() -> None:
+    # Each block finds the turns of the whole buffer; a turn whose samples are the same
+    # as at the last block is taken from then. Forgetting every time must change nothing.
+    _, t, accel, gyro = recording("squat")
+    remembering, forgetting = VerticalVelocityEstimator(200.0), VerticalVelocityEstimator(200.0)
+    out: dict[str, list[VerticalMotion]] = {"remembering": [], "forgetting": []}
+    remembered = 0
+    for i in range(0, len(t), 19):
+        batch = t[i : i + 19], accel[i : i + 19], gyro[i : i + 19]
+        out["remembering"].append(remembering.update(*batch))
+        remembered += len(remembering._refined)
+        forgetting._refined = {}
+        out["forgetting"].append(forgetting.update(*batch))
+    out["remembering"].append(remembering.flush())
+    out["forgetting"].append(forgetting.flush())
+    assert remembered > 0  # it did remember
+    a, b = (VerticalMotion.concatenate(parts) for parts in out.values())
+    for field in ("t", "velocity", "position", "at_rest"):
+        assert np.array_equal(getattr(a, field), getattr(b, field)), field
+
+
 @pytest.mark.parametrize("rate", [100.0, 400.0])
 def test_other_sample_rates_work(rate: float) -> None:
     traj, t, _, _ = recording("squat", 2, rate)

@@ -204,6 +204,7 @@ class VerticalVelocityEstimator:
         self._anchor_at_rest = False
         self._proxy_velocity = np.empty(0)  # the proxy's velocity over the buffer, m/s
         self._proxy = np.empty(0)  # the proxy's height over the buffer, m
+        self._refined: dict[tuple[int, int, bool], int] = {}  # see _turns
 
     # -- input -----------------------------------------------------------------------------
 
@@ -387,15 +388,24 @@ class VerticalVelocityEstimator:
         height = np.interp(np.arange(n), centres, proxy) if m else np.zeros(n)
         swing = max(self.settings.swing_m, SWING_SHARE * typical_swing(proxy))
         turns = []
+        refined: dict[tuple[int, int, bool], int] = {}
         for k in swing_extremes(proxy, swing):
-            # Back to the full rate: the extreme of the integrated block it lies in.
+            # Back to the full rate: the extreme of the integrated block it lies in. The
+            # same samples give the same answer, so a turn found at the last block is
+            # not worked out again (its key: the samples' global indices, and which way).
             lo, hi = max(0, (k - 1) * step), min(n, (k + 2) * step)
-            local = cumulative_trapezoid(
-                cumulative_trapezoid(a[lo:hi] - a[lo:hi].mean(), self._t[lo:hi]), self._t[lo:hi]
-            )
-            turns.append(
-                lo + int(np.argmax(local) if proxy[k] >= proxy[max(k - 1, 0)] else np.argmin(local))
-            )
+            top = bool(proxy[k] >= proxy[max(k - 1, 0)])
+            key = (self._first + lo, self._first + hi, top)
+            turn = self._refined.get(key)
+            if turn is None:
+                local = cumulative_trapezoid(
+                    cumulative_trapezoid(a[lo:hi] - a[lo:hi].mean(), self._t[lo:hi]),
+                    self._t[lo:hi],
+                )
+                turn = self._first + lo + int(np.argmax(local) if top else np.argmin(local))
+            refined[key] = turn
+            turns.append(turn - self._first)
+        self._refined = refined  # what the next block may find again; the rest is gone
         # Two extremes of the coarse proxy can land on one sample; a turn needs a phase.
         out: list[int] = []
         for k in sorted(set(turns)):
