@@ -13,7 +13,8 @@ It owns what both used to do each in their own way: a sensor's role in the analy
 (:mod:`sensorhub.analysis.neutral`), one analyzer per athlete built from typed,
 validated :class:`AnalysisSettings`, how often time is let pass (:data:`TICK_S`), a
 neutral window the pelvis missed (asked again, at once), and events made into records
-stamped with the session's wall clock. What it never does: read a radio or a file, publish,
+stamped with the session's wall clock, each athlete's state derived from them
+(``athlete_state`` records). What it never does: read a radio or a file, publish,
 store. The caller decides where each record goes.
 """
 
@@ -36,7 +37,7 @@ from sensorhub.config import (
     VELOCITY_LOSS_ALERT_PCT_LIMITS,
 )
 from sensorhub.errors import ConfigError
-from sensorhub.records import Record, WallClock, event_record
+from sensorhub.records import AthleteStates, Record, WallClock, event_record
 from sensorhub.stream import SensorBatch
 
 __all__ = [
@@ -137,6 +138,9 @@ class SessionPipeline:
         self.clock = clock
         self.session_id = session_id
         self.analyzers: dict[str, AthleteAnalyzer] = {}
+        self.states = AthleteStates()
+        """Each athlete's state now, derived from their records (an ``athlete_state``
+        record follows every record that changes it)."""
         self._next_tick = -math.inf
 
     def add_athlete(
@@ -228,8 +232,12 @@ class SessionPipeline:
         return records
 
     def _records(self, events: list[Any]) -> list[Record]:
-        records = [event_record(event, self.clock) for event in events]
-        if self.session_id is not None:
-            for record in records:
+        records: list[Record] = []
+        for event in events:
+            record = event_record(event, self.clock)
+            if self.session_id is not None:
                 record["session_id"] = self.session_id
+            records.append(record)
+            if (state := self.states.update(record)) is not None:
+                records.append(state)
         return records

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from sensorhub.stream import SensorStatus
 
 __all__ = [
+    "AthleteStates",
     "Record",
     "WallClock",
     "alert_record",
@@ -207,4 +208,66 @@ def sensor_status_record(status: SensorStatus, now_unix: float | None = None) ->
         "reconnects": status.reconnects,
         "clock_drift_ppm": _num(status.clock_drift_ppm, 2),
         "last_error": status.last_error,
+    }
+
+
+class AthleteStates:
+    """Each athlete's state now (schema ``athlete_state``), kept from their records.
+
+    What a dashboard shows at a glance: the set and the rep in it, the last MCV, the
+    set's velocity loss, the tilt now. Derived here, beside the records it comes from,
+    so that the MQTT edge only publishes it (retained, one topic per athlete).
+    """
+
+    def __init__(self) -> None:
+        self._states: dict[str, Record] = {}
+
+    def update(self, record: Record) -> Record | None:
+        """The athlete's new state after ``record`` (a copy), or None if it changes none.
+
+        Tilt, rep and set records change it; others leave it as it is.
+        """
+        kind = record.get("type")
+        athlete = record.get("athlete")
+        if kind not in {"tilt", "rep", "set"} or not isinstance(athlete, str) or not athlete:
+            return None
+        state = self._states.setdefault(athlete, _empty_state(athlete))
+        if kind == "tilt":
+            state["tilt_deg"] = record.get("tilt_deg")
+        elif kind == "rep":
+            if "velocity_loss_pct" in record:
+                state["velocity_loss_pct"] = record["velocity_loss_pct"]
+            elif state["set_index"] != record.get("set_index"):
+                state["velocity_loss_pct"] = None  # a new set: the last set's loss is not its
+            state["set_index"] = record.get("set_index")
+            state["reps_in_set"] = record.get("rep_in_set")
+            state["last_mcv_mps"] = record.get("mcv_mps")
+        else:
+            state["set_index"] = record.get("set_index")
+            state["reps_in_set"] = record.get("rep_count")
+            state["last_mcv_mps"] = record.get("last_mcv_mps")
+            state["velocity_loss_pct"] = record.get("velocity_loss_pct")
+        for key in ("exercise", "session_id", "load_kg"):
+            if record.get(key) is not None:
+                state[key] = record[key]
+        t = record.get("t") or record.get("t_end")
+        state["t"] = t if isinstance(t, int | float) else round(time.time(), 3)
+        state["ts"] = record.get("ts") or iso(state["t"])
+        return dict(state)
+
+
+def _empty_state(athlete: str) -> Record:
+    return {
+        "type": "athlete_state",
+        "ts": None,
+        "t": None,
+        "athlete": athlete,
+        "exercise": None,
+        "session_id": None,
+        "set_index": None,
+        "reps_in_set": 0,
+        "last_mcv_mps": None,
+        "velocity_loss_pct": None,
+        "tilt_deg": None,
+        "load_kg": None,
     }

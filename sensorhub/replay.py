@@ -33,7 +33,14 @@ from sensorhub.records import Record, WallClock
 from sensorhub.store.db import RawBatch, SessionStore
 from sensorhub.stream import SensorBatch
 
-__all__ = ["RATE_FRAMES", "RecordSink", "ReplayPlan", "plan_replay", "replay_session"]
+__all__ = [
+    "DEFAULT_KINDS",
+    "RATE_FRAMES",
+    "RecordSink",
+    "ReplayPlan",
+    "plan_replay",
+    "replay_session",
+]
 
 RATE_FRAMES: Final = 256
 """Frames per sensor whose timestamps give its sample rate."""
@@ -146,7 +153,8 @@ def replay_session(
     """Yield the records the analysis finds in a stored session, as the hub would have.
 
     ``kinds`` picks the record types (``rep``, ``set``, ``alert``, also ``tilt`` and
-    ``velocity`` for the live streams); every record also goes to each of ``sinks``.
+    ``velocity`` for the live streams and ``athlete_state`` for each athlete's state as
+    it changes); every record also goes to each of ``sinks``.
     """
     pipeline = plan_replay(store, session_id).pipeline
     for stored in store.raw_batches(session_id):

@@ -18,6 +18,7 @@ from paho.mqtt.properties import Properties
 
 from sensorhub.errors import CommandError
 from sensorhub.mqtt import BrokerSettings, Command, MqttPublisher, Outbox, TopicTree, schema
+from sensorhub.records import AthleteStates
 from tests.mosquitto import (
     Mosquitto,
     Received,
@@ -98,18 +99,31 @@ def schema_for(message: Received) -> str | None:
     }.get(leaf)
 
 
+def with_states(hub: MqttPublisher) -> Callable[[dict[str, Any]], None]:
+    """Publish a record and, as the pipeline does, the athlete state it changes."""
+    states = AthleteStates()
+
+    def publish(record: dict[str, Any]) -> None:
+        hub.publish_record(record)
+        if (state := states.update(record)) is not None:
+            hub.publish_record(state)
+
+    return publish
+
+
 async def test_every_topic_and_payload(broker: Mosquitto, tmp_path: Path) -> None:
     async with (
         subscribe(broker.port, f"{BASE}/#") as seen,
         publisher(broker, tmp_path, discovery_prefix=None) as hub,
     ):
         await until(lambda: hub.connected)
-        hub.publish_record(session("started"))
-        hub.publish_record(tilt("Ann", 1.0, 4.5))
-        hub.publish_record(velocity("Ann", 1.0, 0.4))
-        hub.publish_record(rep("Ann", 1, 1, 2.0))
-        hub.publish_record(set_("Ann", 1, 3.0, reps=1))
-        hub.publish_record(alert("Ann", 3.0))
+        publish = with_states(hub)
+        publish(session("started"))
+        publish(tilt("Ann", 1.0, 4.5))
+        publish(velocity("Ann", 1.0, 0.4))
+        publish(rep("Ann", 1, 1, 2.0))
+        publish(set_("Ann", 1, 3.0, reps=1))
+        publish(alert("Ann", 3.0))
         hub.publish_sensor_status(sensor_status(SENSOR))
         hub.publish_record(session("stopped"))
         await seen.wait_for(lambda _m: len(seen.on(f"{BASE}/events")) == 5)
@@ -146,9 +160,10 @@ async def test_every_topic_and_payload(broker: Mosquitto, tmp_path: Path) -> Non
 
 async def test_retained_topics_and_clean_shutdown(broker: Mosquitto, tmp_path: Path) -> None:
     async with publisher(broker, tmp_path, discovery_prefix=None) as hub:
-        hub.publish_record(tilt("Ann", 1.0, 4.5))
-        hub.publish_record(rep("Ann", 1, 1, 2.0))
-        hub.publish_record(set_("Ann", 1, 3.0))
+        publish = with_states(hub)
+        publish(tilt("Ann", 1.0, 4.5))
+        publish(rep("Ann", 1, 1, 2.0))
+        publish(set_("Ann", 1, 3.0))
         hub.publish_sensor_status(sensor_status(SENSOR))
         await until(lambda: hub.stats["published"] > 0)
         async with subscribe(broker.port, f"{BASE}/status") as status:
@@ -329,9 +344,10 @@ async def test_live_topics_are_rate_limited_latest_wins(broker: Mosquitto, tmp_p
         publisher(broker, tmp_path, discovery_prefix=None, live_rate_hz=10.0) as hub,
     ):
         await until(lambda: hub.connected)
+        publish = with_states(hub)
         started = time.monotonic()
         for i in range(100):  # 100 Hz for about a second (longer on a busy machine)
-            hub.publish_record(tilt("Ann", i / 100, float(i)))
+            publish(tilt("Ann", i / 100, float(i)))
             await asyncio.sleep(0.01)
         publishing_s = time.monotonic() - started
         await seen.wait_for(lambda _m: seen.on(f"{ANN}/tilt")[-1].json()["tilt_deg"] == 99.0)

@@ -1,9 +1,11 @@
-"""The session pipeline on its own: settings checked once, roles, ticks, a missed neutral."""
+"""The session pipeline on its own: settings checked once, roles, ticks, a missed neutral,
+the athletes' states."""
 
 from __future__ import annotations
 
 import logging
 
+import jsonschema
 import numpy as np
 import pytest
 
@@ -12,6 +14,7 @@ from firmware_protocol.virtual.motion import Trajectory
 from firmware_protocol.virtual.scenario import Scenario
 from sensorhub.analysis.neutral import NEUTRAL_HOLD_S
 from sensorhub.errors import ConfigError, SensorhubError
+from sensorhub.mqtt import schema
 from sensorhub.pipeline import (
     TICK_S,
     AnalysisSettings,
@@ -19,7 +22,7 @@ from sensorhub.pipeline import (
     analysis_role,
     stored_calibration,
 )
-from sensorhub.records import WallClock
+from sensorhub.records import AthleteStates, WallClock
 from sensorhub.stream import SensorBatch
 
 RATE_HZ = 200.0
@@ -115,3 +118,53 @@ def test_time_passes_every_tick_and_a_restarted_athlete_is_finished_first() -> N
     assert pipeline.analyzers["Ada"] is not first
     assert pipeline.flush() == []
     assert pipeline.analyzers == {}
+
+
+def test_an_athletes_state_follows_their_records() -> None:
+    states = AthleteStates()
+    assert states.update({"type": "velocity", "athlete": "Ada", "t": 1.0}) is None
+    assert states.update({"type": "session", "event": "started"}) is None
+    tilt = states.update({"type": "tilt", "athlete": "Ada", "t": 1.0, "ts": "x", "tilt_deg": -3.0})
+    assert tilt is not None
+    assert (tilt["type"], tilt["tilt_deg"], tilt["set_index"], tilt["reps_in_set"]) == (
+        "athlete_state",
+        -3.0,
+        None,
+        0,
+    )
+    rep = {"type": "rep", "athlete": "Ada", "t_end": 2.0, "set_index": 1, "rep_in_set": 2}
+    state = states.update({**rep, "mcv_mps": 0.5, "velocity_loss_pct": 12.0, "session_id": 4})
+    assert state is not None
+    assert (state["last_mcv_mps"], state["velocity_loss_pct"], state["session_id"]) == (
+        0.5,
+        12.0,
+        4,
+    )
+    assert state["tilt_deg"] == -3.0  # kept from before
+    assert state["t"] == 2.0
+    # The first rep of the next set carries no loss yet: the last set's is not its own.
+    state = states.update({**rep, "set_index": 2, "rep_in_set": 1, "mcv_mps": 0.6})
+    assert state is not None
+    assert (state["set_index"], state["velocity_loss_pct"]) == (2, None)
+    done = states.update(
+        {"type": "set", "athlete": "Ada", "t_end": 9.0, "set_index": 2, "rep_count": 5}
+        | {"last_mcv_mps": 0.4, "velocity_loss_pct": 30.0}
+    )
+    assert done is not None
+    assert (done["reps_in_set"], done["velocity_loss_pct"]) == (5, 30.0)
+    validate_state = schema("athlete_state")
+    jsonschema.validate({**done, "ts": "2026-12-06T00:00:00.000Z"}, validate_state)
+
+
+def test_the_pipeline_follows_each_record_that_changes_a_state_with_it() -> None:
+    pipeline = SessionPipeline(WallClock(), session_id=3)
+    pipeline.add_athlete(
+        "Ada", AnalysisSettings("hip_thrust"), {"pelvis": RATE_HZ}, neutral_from=0.0
+    )
+    records = [r for b in pelvis_batches() for r in pipeline.feed("Ada", "pelvis", b)]
+    for i, record in enumerate(records):
+        if record["type"] in {"tilt", "rep", "set"}:
+            state = records[i + 1]
+            assert state["type"] == "athlete_state"
+            assert state["session_id"] == 3
+    assert any(r["type"] == "athlete_state" for r in records)

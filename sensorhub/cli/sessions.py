@@ -268,12 +268,19 @@ async def run_replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def _replay(args: argparse.Namespace, sinks: list[RecordSink]) -> list[Record]:
-    from sensorhub.replay import replay_session
+def _replay(
+    args: argparse.Namespace, sinks: list[RecordSink], *, with_states: bool = False
+) -> list[Record]:
+    """The session's reps, sets and alerts found again (printed unless ``--json``); with
+    ``with_states`` the sinks are also given each athlete's state as it changes."""
+    from sensorhub.replay import DEFAULT_KINDS, replay_session
 
+    kinds = DEFAULT_KINDS | {"athlete_state"} if with_states else DEFAULT_KINDS
     records: list[Record] = []
     with _store(args) as store:
-        for record in replay_session(store, args.session, sinks=sinks):
+        for record in replay_session(store, args.session, kinds=kinds, sinks=sinks):
+            if record["type"] not in DEFAULT_KINDS:
+                continue
             records.append(record)
             if not args.json:
                 print(_replay_line(record), flush=True)
@@ -298,7 +305,7 @@ async def _replay_and_publish(args: argparse.Namespace) -> list[Record]:
             def publish(record: Record) -> None:
                 publisher.publish_record({**record, "session_id": args.session})
 
-            records = _replay(args, sinks=[publish])
+            records = _replay(args, sinks=[publish], with_states=True)
             try:
                 async with asyncio.timeout(PUBLISH_TIMEOUT_S):
                     # The publisher has no drain signal; its counters are cheap to poll.

@@ -187,7 +187,7 @@ class MqttPublisher:
         # Old per-entity configs found on the broker: topic -> unique_id ("" to clear only).
         self._legacy: dict[str, str] = {}
         self._legacy_ready = asyncio.Event()
-        self._athletes: dict[str, dict[str, Any]] = {}
+        self._athletes: dict[str, Record | None] = {}  # seen, with the state last published
         self._sensors: dict[str, tuple[Record, float]] = {}  # address -> (last sent, when)
         # Live: latest (payload, monotonic time) per topic.
         self._live: dict[str, tuple[bytes, float]] = {}
@@ -305,7 +305,12 @@ class MqttPublisher:
         }
 
     def publish_record(self, record: Record) -> None:
-        """Publish one analysis or session record; routed by ``record["type"]``, never waits."""
+        """Publish one analysis or session record; routed by ``record["type"]``, never waits.
+
+        An ``athlete_state`` record (made by the pipeline, see
+        :class:`~sensorhub.records.AthleteStates`) is kept retained on the athlete's
+        ``state`` topic; the publisher derives nothing itself.
+        """
         kind = record.get("type")
         athlete = record.get("athlete")
         if kind in {"tilt", "velocity", "rep", "set"} and not isinstance(athlete, str):
@@ -316,25 +321,23 @@ class MqttPublisher:
         if kind in {"tilt", "velocity"}:
             assert isinstance(athlete, str)
             self._put_live(self.topics.athlete(athlete, kind), record)
-            if kind == "tilt":
-                self._update_state(athlete, record, tilt_deg=record.get("tilt_deg"))
         elif kind == "rep":
             assert isinstance(athlete, str)
             self._put(self.topics.athlete(athlete, "reps"), record)
             self._put(self.topics.events, record)
-            self._update_state(athlete, record, urgent=True, **_rep_state(record, self._athletes))
         elif kind == "set":
             assert isinstance(athlete, str)
             self._put(self.topics.athlete(athlete, "sets"), record)
             self._put(self.topics.athlete(athlete, "last_set"), record, retain=True)
             self._put(self.topics.events, record)
-            self._update_state(athlete, record, urgent=True, **_set_state(record))
         elif kind == "alert":
             if isinstance(athlete, str) and athlete:
                 self._put(self.topics.athlete(athlete, "alerts"), record)
             self._put(self.topics.events, record)
         elif kind == "session":
             self._put(self.topics.events, record)
+        elif kind == "athlete_state" and isinstance(athlete, str) and athlete:
+            self._put_state(athlete, record)
         else:
             log.warning("MQTT: record type %r is not published", kind)
 
@@ -410,34 +413,20 @@ class MqttPublisher:
     def _see_athlete(self, athlete: str) -> None:
         if athlete in self._athletes:
             return
-        self._athletes[athlete] = {
-            "type": "athlete_state",
-            "ts": None,
-            "t": None,
-            "athlete": athlete,
-            "exercise": None,
-            "session_id": None,
-            "set_index": None,
-            "reps_in_set": 0,
-            "last_mcv_mps": None,
-            "velocity_loss_pct": None,
-            "tilt_deg": None,
-            "load_kg": None,
-        }
+        self._athletes[athlete] = None
         if self._discovery is not None:
             self._add_discovery(*self._discovery.athlete(athlete))
 
-    def _update_state(
-        self, athlete: str, record: Record, *, urgent: bool = False, **fields: Any
-    ) -> None:
-        state = self._athletes[athlete]
-        state.update(fields)
-        for key in ("exercise", "session_id", "load_kg"):
-            if record.get(key) is not None:
-                state[key] = record[key]
-        t = record.get("t") or record.get("t_end")
-        state["t"] = t if isinstance(t, int | float) else round(time.time(), 3)
-        state["ts"] = record.get("ts") or iso(state["t"])
+    def _put_state(self, athlete: str, state: Record) -> None:
+        """An athlete's state, retained: at once when the set or rep in it changed, with
+        the next retained batch when only the tilt did (that changes ten times a second)."""
+        last = self._athletes.get(athlete)
+        urgent = last is None or any(
+            last.get(key) != value
+            for key, value in state.items()
+            if key not in {"tilt_deg", "t", "ts"}
+        )
+        self._athletes[athlete] = state
         self._set_retained(self.topics.athlete(athlete, "state"), _json(state), urgent=urgent)
 
     def _set_hub_status(self) -> None:
@@ -1014,26 +1003,3 @@ def _json(obj: Mapping[str, Any], *, default: Callable[[Any], Any] | None = None
 def _code(rc: object) -> int | None:
     value = getattr(rc, "value", rc)
     return value if isinstance(value, int) else None
-
-
-def _rep_state(record: Record, athletes: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    state = athletes.get(str(record.get("athlete")), {})
-    fields: dict[str, Any] = {
-        "set_index": record.get("set_index"),
-        "reps_in_set": record.get("rep_in_set"),
-        "last_mcv_mps": record.get("mcv_mps"),
-    }
-    if "velocity_loss_pct" in record:
-        fields["velocity_loss_pct"] = record["velocity_loss_pct"]
-    elif state.get("set_index") != record.get("set_index"):
-        fields["velocity_loss_pct"] = None  # a new set: the last set's loss is not this one's
-    return fields
-
-
-def _set_state(record: Record) -> dict[str, Any]:
-    return {
-        "set_index": record.get("set_index"),
-        "reps_in_set": record.get("rep_count"),
-        "last_mcv_mps": record.get("last_mcv_mps"),
-        "velocity_loss_pct": record.get("velocity_loss_pct"),
-    }
