@@ -512,14 +512,16 @@ class MqttPublisher:
         """
         if not probe:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=wait)
+                async with asyncio.timeout(wait):
+                    await self._stopping.wait()
             return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         seen_closed = not await self._port_open()
         while not self._stopping.is_set() and (left := deadline - loop.time()) > 0:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=min(left, PROBE_EVERY_S))
+                async with asyncio.timeout(min(left, PROBE_EVERY_S)):
+                    await self._stopping.wait()
             if self._stopping.is_set() or loop.time() >= deadline:
                 return
             if not await self._port_open():
@@ -716,8 +718,7 @@ class MqttPublisher:
         if not self._stopping.is_set():
             await self._drain(RENEW_DRAIN_S, unless_stopping=True)
         if not self._stopping.is_set():
-            for task in senders:
-                task.cancel()
+            await _cancel(senders)
             session = self._hub_info.get("session_id")
             log.debug("MQTT: reconnecting with a last will for session %s", session)
             self._renewing = True
@@ -726,8 +727,7 @@ class MqttPublisher:
         # shutdown's whole time to go, then offline is said while the line still stands.
         deadline = time.monotonic() + self._shutdown_timeout_s
         await self._drain(self._shutdown_timeout_s)
-        for task in senders:
-            task.cancel()
+        await _cancel(senders)
         await self._say_offline(client, deadline)
         log.info("MQTT: disconnecting from %s", self.settings.redacted())
 
@@ -818,7 +818,8 @@ class MqttPublisher:
             if self._dirty and wait is None:
                 continue  # changed while we were publishing
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._retained_ready.wait(), timeout=wait)
+                async with asyncio.timeout(wait):
+                    await self._retained_ready.wait()
 
     async def _send_live(self, client: aiomqtt.Client) -> None:
         """Publish the latest live value per topic, at most one per live interval on average."""
@@ -857,7 +858,8 @@ class MqttPublisher:
             if wait is None and self._live:
                 continue
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._live_ready.wait(), timeout=wait)
+                async with asyncio.timeout(wait):
+                    await self._live_ready.wait()
 
     def _waits_for_move(self, topic: str) -> bool:
         """Whether a device config holds entities whose old per-entity config is still up."""
@@ -994,6 +996,20 @@ class MqttPublisher:
             self._counts["unanswered_refusals"] += 1
             return
         self._reply(reply, response_topic, correlation)
+
+
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel ``tasks`` and wait until every one has ended.
+
+    On Python 3.11 a cancellation that lands just as an awaited PUBACK arrives can be
+    lost inside ``asyncio.wait_for`` (which aiomqtt's publish uses): the sender then
+    carried on, the connection never closed, and every other sender had stopped. A
+    task that is still running is cancelled again.
+    """
+    while pending := [task for task in tasks if not task.done()]:
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending, timeout=0.1)
 
 
 def _json(obj: Mapping[str, Any], *, default: Callable[[Any], Any] | None = None) -> bytes:
