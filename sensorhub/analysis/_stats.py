@@ -19,12 +19,10 @@ __all__ = ["median", "quantile"]
 
 def median(values: npt.NDArray[np.float64]) -> float:
     """``float(np.median(values))`` for a 1-D array (NaN if any value is NaN or none)."""
-    n = len(values)
-    if n == 0:
+    ordered = _sorted(values)
+    if ordered is None:
         return math.nan
-    ordered = np.sort(values)
-    if math.isnan(ordered[-1]):
-        return math.nan
+    n = len(ordered)
     half = n // 2
     if n % 2:
         return float(ordered[half])
@@ -33,12 +31,10 @@ def median(values: npt.NDArray[np.float64]) -> float:
 
 def quantile(values: npt.NDArray[np.float64], q: float) -> float:
     """``float(np.quantile(values, q))`` for a 1-D array, q in [0, 1] (NaN as numpy)."""
-    n = len(values)
-    if n == 0:
+    ordered = _sorted(values)
+    if ordered is None:
         return math.nan
-    ordered = np.sort(values)
-    if math.isnan(ordered[-1]):
-        return math.nan
+    n = len(ordered)
     virtual = (n - 1) * q
     if virtual >= n - 1:
         return float(ordered[-1])
@@ -50,3 +46,11 @@ def quantile(values: npt.NDArray[np.float64], q: float) -> float:
     step = b - a
     # numpy's lerp: from the nearer end, so that t = 1 gives b exactly.
     return b - step * (1 - t) if t >= 0.5 else a + step * t
+
+
+def _sorted(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64] | None:
+    """``values`` in order; None when there are none or one is NaN (numpy's answer: NaN)."""
+    if len(values) == 0:
+        return None
+    ordered = np.sort(values)
+    return None if math.isnan(ordered[-1]) else ordered
